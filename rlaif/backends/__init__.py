@@ -1,0 +1,41 @@
+"""Model backends: one file per provider behind one async method (see base.py).
+
+`get_backend("provider/model")` is the only entry point the rest of rlaif uses; vendor SDKs
+are imported inside each backend's module, lazily, so `import rlaif` never needs them.
+"""
+from __future__ import annotations
+
+from rlaif.backends.base import Backend, parse_model_name
+from rlaif.errors import BackendError
+
+# provider -> "module:Class". Add a provider by adding a file and a line here.
+PROVIDERS = {
+    "local": "rlaif.backends.local:LocalBackend",
+    "fake": "rlaif.backends.fake:FakeBackend",
+    "openai": "rlaif.backends.openai:OpenAIBackend",
+    "anthropic": "rlaif.backends.anthropic:AnthropicBackend",
+    "litellm": "rlaif.backends.litellm:LiteLLMBackend",
+}
+
+DEFAULT_MODEL = "local/default"
+
+
+def get_backend(name: str | None = None, **options) -> Backend:
+    """`get_backend("openai/gpt-4o-mini", base_url=...)` -> a Backend. None means the embedded model."""
+    import importlib
+
+    provider, model = parse_model_name(name or DEFAULT_MODEL)
+    if provider not in PROVIDERS:
+        raise BackendError(f"unknown provider '{provider}' in '{name}'; known: {', '.join(sorted(PROVIDERS))}",
+                           code="unknown_provider")
+    module_name, cls_name = PROVIDERS[provider].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("rlaif"):
+            raise BackendError(f"provider '{provider}' is not available in this build", code="unknown_provider")
+        raise
+    return getattr(module, cls_name)(model, **options)
+
+
+__all__ = ["Backend", "get_backend", "parse_model_name", "PROVIDERS", "DEFAULT_MODEL"]

@@ -1,0 +1,221 @@
+"""Local transformers backend: `local/default` (the embedded SmolLM2) or `local/<path or hub id>`.
+
+Why it batches behind an async method: judge.py fires many concurrent `complete()` calls (one per
+row and presentation order); this backend gathers whatever is waiting into one padded forward
+pass, which is what makes a small model fast on a CPU. Batches run in a worker thread so the
+event loop keeps collecting the next batch meanwhile.
+
+Scoring (max_tokens == 1 with `options`) reads the next-token distribution from one forward pass
+and reports the exact log-probability of each option, e.g. "1".."5" or "A"/"B" (G-Eval style).
+An option is matched as its bare token and its space-prefixed token (both are how a model may
+start its answer). Options that are several tokens long, or share a first token ("1" and "10"),
+are scored as whole continuations instead, with the mass of longer options subtracted from their
+prefixes, so P("1") does not include P("10").
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from dataclasses import dataclass
+
+from rlaif.errors import BackendError
+from rlaif.records import Completion, GenParams, Message, Usage
+
+
+@dataclass
+class _Pending:
+    messages: list[Message]
+    params: GenParams
+    future: asyncio.Future
+
+
+class LocalBackend:
+    supports_logprobs = True
+
+    def __init__(self, model: str = "default", *, model_obj=None, tokenizer=None, batch_size: int = 8,
+                 device: str | None = None, dtype=None, max_input_tokens: int = 4096):
+        self.name = f"local/{model}"
+        self.model_name = model
+        self.batch_size = batch_size          # 8: a good CPU trade-off between padding waste and overhead
+        self.device = device
+        self.dtype = dtype
+        self.max_input_tokens = max_input_tokens
+        self._model, self._tok = model_obj, tokenizer
+        self._load_lock = threading.Lock()
+        self._queue: asyncio.Queue | None = None
+        self._worker_loop = None
+        self._option_cache: dict[tuple, object] = {}
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self):
+        with self._load_lock:
+            if self._model is None or self._tok is None:
+                from rlaif.models import load_model
+                try:
+                    self._model, self._tok = load_model(self.model_name, device=self.device, dtype=self.dtype)
+                except OSError as e:
+                    raise BackendError(f"cannot load local model '{self.model_name}': {e}", code="model_not_found") from e
+            tok = self._tok
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            tok.padding_side = "left"
+        return self._model, self._tok
+
+    # -- the protocol ------------------------------------------------------------------------
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker_loop is not loop:
+            self._queue, self._worker_loop = asyncio.Queue(), loop
+            loop.create_task(self._worker(self._queue))
+        fut = loop.create_future()
+        await self._queue.put(_Pending(messages, params, fut))
+        return await fut
+
+    async def _worker(self, queue: asyncio.Queue):
+        while True:
+            first = await queue.get()
+            await asyncio.sleep(0)            # let every coroutine that is ready enqueue first
+            batch = [first]
+            while len(batch) < self.batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
+            groups: dict[str, list[_Pending]] = {}
+            for p in batch:
+                groups.setdefault(repr(sorted(p.params.key().items())), []).append(p)
+            for group in groups.values():
+                try:
+                    results = await asyncio.to_thread(self._run, [p.messages for p in group], group[0].params)
+                except BaseException as e:  # noqa: BLE001 - delivered to each waiting caller
+                    err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}", code="backend_error")
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(err)
+                    continue
+                for p, r in zip(group, results):
+                    if not p.future.done():
+                        p.future.set_result(r)
+
+    # -- the work (runs in a thread) ---------------------------------------------------------
+    def _encode(self, batch_messages: list[list[Message]]):
+        model, tok = self.load()
+        texts = []
+        for msgs in batch_messages:
+            if getattr(tok, "chat_template", None):
+                texts.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+            else:   # a base model: plain concatenation
+                texts.append("\n\n".join(m["content"] for m in msgs) + "\n\n")
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False,
+                  truncation=True, max_length=self.max_input_tokens)
+        return model, tok, enc.to(model.device)
+
+    def _run(self, batch_messages: list[list[Message]], params: GenParams) -> list[Completion]:
+        if params.max_tokens == 1 and params.options:
+            return self._score(batch_messages, params)
+        return self._generate(batch_messages, params)
+
+    def _option_ids(self, tok, options: list[str]):
+        """{option: [single-token ids]} when every option is one token with a unique first token, else None."""
+        key = tuple(options)
+        if key not in self._option_cache:
+            ids: dict[str, list[int]] = {}
+            ok = True
+            for o in options:
+                variants = []
+                for v in (o, " " + o):
+                    t = tok.encode(v, add_special_tokens=False)
+                    if len(t) == 1:
+                        variants.append(t[0])
+                if not variants:
+                    ok = False
+                ids[o] = sorted(set(variants))
+            flat = [i for v in ids.values() for i in v]
+            if len(flat) != len(set(flat)):
+                ok = False
+            self._option_cache[key] = ids if ok else None
+        return self._option_cache[key]
+
+    def _score(self, batch_messages, params: GenParams) -> list[Completion]:
+        import torch
+
+        model, tok, enc = self._encode(batch_messages)
+        with torch.inference_mode():
+            out = model(**enc, logits_to_keep=1)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        option_ids = self._option_ids(tok, params.options)
+        if option_ids is not None:
+            opt_lp = [{o: float(torch.logsumexp(logprobs[i, ids], 0)) for o, ids in option_ids.items()}
+                      for i in range(len(batch_messages))]
+        else:
+            opt_lp = self._score_sequences(model, tok, enc, params.options)
+        k = params.top_logprobs or 5
+        top = torch.topk(logprobs, k, dim=-1)
+        results = []
+        for i in range(len(batch_messages)):
+            alts = {tok.decode([int(t)]): float(v) for v, t in zip(top.values[i], top.indices[i])}
+            text = max(opt_lp[i], key=opt_lp[i].get) if opt_lp[i] else tok.decode([int(top.indices[i, 0])])
+            results.append(Completion(text=text, option_logprobs=opt_lp[i], top_logprobs=[alts],
+                                      usage=Usage(int(enc["attention_mask"][i].sum()), 1), finish_reason="length"))
+        return results
+
+    def _score_sequences(self, model, tok, enc, options: list[str]) -> list[dict[str, float]]:
+        """Exact log P(option) for multi-token options, one forward pass per option."""
+        import torch
+
+        seqs = {o: tok.encode(o, add_special_tokens=False) for o in options}
+        n = enc["input_ids"].shape[0]
+        raw = [{} for _ in range(n)]
+        for o, ids in seqs.items():
+            add = torch.tensor(ids, device=enc["input_ids"].device).unsqueeze(0).expand(n, -1)
+            input_ids = torch.cat([enc["input_ids"], add], dim=1)
+            mask = torch.cat([enc["attention_mask"], torch.ones_like(add)], dim=1)
+            with torch.inference_mode():
+                logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=len(ids) + 1).logits.float()
+            lp = torch.log_softmax(logits[:, :-1, :], dim=-1)        # predictions for the option tokens
+            target = add.unsqueeze(-1)
+            total = lp.gather(-1, target).squeeze(-1).sum(-1)
+            for i in range(n):
+                raw[i][o] = float(total[i])
+        out = []
+        for i in range(n):
+            probs = {o: math.exp(v) for o, v in raw[i].items()}
+            excl = {}
+            for o in options:
+                longer = sum(probs[o2] for o2 in options if o2 != o and seqs[o2][:len(seqs[o])] == seqs[o])
+                p = probs[o] - longer
+                excl[o] = math.log(p) if p > 0 else float("-inf")
+            out.append({o: v for o, v in excl.items() if v != float("-inf")})
+        return out
+
+    def _generate(self, batch_messages, params: GenParams) -> list[Completion]:
+        import torch
+
+        model, tok, enc = self._encode(batch_messages)
+        do_sample = params.temperature > 0
+        kwargs = dict(max_new_tokens=params.max_tokens, do_sample=do_sample, pad_token_id=tok.pad_token_id)
+        if do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        results = []
+        stop_ids = {tok.pad_token_id, tok.eos_token_id}
+        gen_eos = getattr(model.generation_config, "eos_token_id", None)
+        stop_ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else {gen_eos}
+        for i in range(len(batch_messages)):
+            ids, finish = [], "length"
+            for t in new[i].tolist():
+                if t in stop_ids:
+                    finish = "stop"
+                    break
+                ids.append(t)
+            text = tok.decode(ids, skip_special_tokens=True)
+            for s in params.stop or []:
+                if s in text:
+                    text, finish = text[:text.index(s)], "stop"
+            results.append(Completion(text=text, usage=Usage(int(enc["attention_mask"][i].sum()), len(ids)),
+                                      finish_reason=finish))
+        return results

@@ -1,0 +1,498 @@
+"""Judging: render the rubric's template → call the judge → parse → a Judgment.
+
+Three modes:
+- absolute: one response, one score on the rubric's scale. With a logprob-capable judge the score
+  is the probability-weighted expectation over the scale's tokens from one forward pass (G-Eval),
+  and the distribution is kept. Otherwise (or with generative=True) the judge writes a rationale
+  and a final "Score: N" line, which is parsed.
+- pairwise: P(A is better), read from the A/B token probabilities, in *both* presentation orders
+  and averaged (the RLAIF paper's position-debiased soft label); `consistent` says whether both
+  orders pick the same winner.
+- rank: N responses. Default method "tournament": every pair judged pairwise (both orders) and the
+  soft wins aggregated with a Bradley-Terry fit; works with any judge, costs n(n-1) calls.
+  "listwise": one generative call per permutation of the list (identity and reversed by default),
+  aggregated by mean Borda position; n_permutations calls, needs a judge that can write a ranking.
+
+A verdict that cannot be parsed is unscored with a reason code in `error`, never a made-up number.
+Rubrics with several criteria are judged per criterion and combined with the criteria's weights.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlaif.backends import get_backend
+from rlaif.backends.base import Backend
+from rlaif.engine import Engine, run_sync
+from rlaif.errors import BackendError, RlaifError, TemplateError
+from rlaif.records import GenParams, Judgment
+from rlaif.rubrics import Rubric, load_rubric
+from rlaif.templates import render_messages
+
+GENERATIVE_MAX_TOKENS = 512     # room for a short rationale and the verdict line
+TOP_LOGPROBS = 20               # OpenAI's maximum; enough to find every score token in practice
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+def build_messages(rubric: Rubric, mode: str, row: dict, *, generative: bool = False,
+                   criterion: int = 0, swap: bool = False, order: list[int] | None = None,
+                   prompts_dirs: list | None = None) -> list[dict]:
+    """The exact chat messages a judge receives for `row`. `swap` exchanges A and B (pairwise);
+    `order` permutes the responses (rank)."""
+    if mode not in rubric.modes:
+        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' (it supports {', '.join(rubric.modes)})")
+    rc = rubric.context()
+    ctx = {
+        "rubric": rc,
+        "criterion": rc["criteria"][criterion],
+        "criteria": rc["criteria"],
+        "scale": rc["scale"],
+        "examples": rc["examples"],
+        "reference": row.get("reference") if rubric.reference != "none" else None,
+        "generative": generative,
+        "prompt": row["prompt"],
+    }
+    if mode == "absolute":
+        ctx["response"] = row["response"]
+    elif mode == "pairwise":
+        a, b = (row["response_b"], row["response_a"]) if swap else (row["response_a"], row["response_b"])
+        ctx.update(response_a=a, response_b=b)
+    else:
+        rs = list(row["responses"])
+        ctx["responses"] = [rs[i] for i in order] if order is not None else rs
+    return render_messages(rubric.templates[mode], ctx, prompts_dirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure functions: probabilities and parsing
+# ---------------------------------------------------------------------------------------------
+def distribution(option_logprobs: dict[str, float], options: list[str]) -> dict[str, float] | None:
+    """Softmax restricted to `options` (renormalised). None if no option has a log-probability."""
+    present = {o: option_logprobs[o] for o in options if o in option_logprobs and option_logprobs[o] > -math.inf}
+    if not present:
+        return None
+    m = max(present.values())
+    z = sum(math.exp(v - m) for v in present.values())
+    return {o: (math.exp(present[o] - m) / z if o in present else 0.0) for o in options}
+
+
+def expected_score(probs: dict[str, float]) -> float:
+    return sum(int(k) * p for k, p in probs.items())
+
+
+_SCORE_RE = re.compile(r"score\s*(?:is|=|:)?\s*\**\s*(-?\d+(?:\.\d+)?)", re.I)
+_BETTER_RE = re.compile(r"better\s*(?:response)?\s*(?:is|=|:)?\s*\**\s*(?:response\s*)?\(?\b([AB])\b", re.I)
+_RANK_RE = re.compile(r"(\d+(?:\s*>\s*\d+)+)")
+# A refusal by the judge itself: only at the start of its reply (the graded text may contain refusals).
+_REFUSAL_RE = re.compile(r"\s*(?:I can(?:'|no)t|I cannot|I'm sorry|I am sorry|I won't|I'm unable|I am unable)", re.I)
+
+
+@dataclass
+class Parsed:
+    value: object | None
+    rationale: str | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+def parse_score(text: str, lo: int, hi: int) -> Parsed:
+    """The score from a judge's reply: the last "Score: N", or a reply that is only a number."""
+    text = (text or "").strip()
+    matches = _SCORE_RE.findall(text)
+    raw = matches[-1] if matches else (text if re.fullmatch(r"-?\d+(?:\.\d+)?", text) else None)
+    if raw is None:
+        code = "refused" if _REFUSAL_RE.match(text) else "parse_error"
+        return Parsed(None, text or None, code, f"no score found in reply: {text[:200]!r}")
+    value = float(raw)
+    if not lo <= value <= hi or value != int(value):
+        return Parsed(None, text, "parse_error", f"score {raw} is not an integer in {lo}..{hi}")
+    rationale = text[: text.lower().rfind("score")].strip() if matches else None
+    return Parsed(int(value), rationale or None)
+
+
+def parse_preference(text: str) -> Parsed:
+    """'A' or 'B' from a judge's reply: the last "Better: X", or a reply that is only the letter."""
+    text = (text or "").strip()
+    matches = _BETTER_RE.findall(text)
+    if matches:
+        letter = matches[-1].upper()
+        return Parsed(letter, text[: text.lower().rfind("better")].strip() or None)
+    bare = re.fullmatch(r"\W*(?:response\s*)?([AB])\W*", text, re.I)
+    if bare:
+        return Parsed(bare.group(1).upper())
+    code = "refused" if _REFUSAL_RE.match(text) else "parse_error"
+    return Parsed(None, text or None, code, f"no A/B verdict found in reply: {text[:200]!r}")
+
+
+def parse_ranking(text: str, n: int) -> Parsed:
+    """A permutation of 1..n from "Ranking: 2 > 1 > 3" (the last such chain in the reply)."""
+    text = (text or "").strip()
+    chains = _RANK_RE.findall(text)
+    if not chains:
+        return Parsed(None, text or None, "parse_error", f"no ranking like '2 > 1 > 3' found in reply: {text[:200]!r}")
+    nums = [int(x) for x in re.findall(r"\d+", chains[-1])]
+    if sorted(nums) != list(range(1, n + 1)):
+        return Parsed(None, text, "parse_error", f"ranking {nums} is not a permutation of 1..{n}")
+    cut = text.lower().rfind("ranking")
+    return Parsed([x - 1 for x in nums], text[:cut].strip() if cut > 0 else None)
+
+
+def bradley_terry(wins: list[list[float]], iters: int = 200, tol: float = 1e-9) -> list[float]:
+    """Bradley-Terry strengths from a (soft) win matrix, wins[i][j] = how often i beat j.
+    Minorise-maximise updates (Hunter 2004); returns log-strengths centred on 0. A small prior
+    (0.1 pseudo-wins each way) keeps strengths finite when one response wins every comparison."""
+    n = len(wins)
+    w = [[wins[i][j] + (0.1 if i != j else 0.0) for j in range(n)] for i in range(n)]
+    s = [1.0] * n
+    for _ in range(iters):
+        new = []
+        for i in range(n):
+            num = sum(w[i][j] for j in range(n) if j != i)
+            den = sum((w[i][j] + w[j][i]) / (s[i] + s[j]) for j in range(n) if j != i)
+            new.append(num / den if den > 0 else s[i])
+        g = math.exp(sum(math.log(x) for x in new) / n)
+        new = [x / g for x in new]
+        done = max(abs(a - b) for a, b in zip(new, s)) < tol
+        s = new
+        if done:
+            break
+    return [math.log(x) for x in s]
+
+
+# ---------------------------------------------------------------------------------------------
+# One row
+# ---------------------------------------------------------------------------------------------
+def _unscored(mode, judge, rubric, code, detail, **kw) -> Judgment:
+    return Judgment(mode=mode, judge=judge, rubric=rubric, error=code, detail=detail, **kw)
+
+
+def _error_code(e: BackendError) -> str:
+    return f"api_error:{e.status}" if e.status else e.code
+
+
+@dataclass
+class JudgeConfig:
+    generative: bool = False
+    both_orders: bool = True            # pairwise: judge both presentation orders (position debiasing)
+    rank_method: str = "tournament"     # or "listwise"
+    n_permutations: int = 2             # listwise: identity and reversed
+    prompts_dirs: list | None = None
+    max_tokens: int = GENERATIVE_MAX_TOKENS
+
+
+class Judge:
+    """Judges rows with one backend and one rubric. Use `judge()` below unless you need the parts."""
+
+    def __init__(self, rubric: Rubric, backend: Backend, engine: Engine | None = None,
+                 config: JudgeConfig | None = None):
+        self.rubric, self.backend = rubric, backend
+        self.engine = engine or Engine(backend)
+        self.cfg = config or JudgeConfig()
+        if not self.cfg.generative and not getattr(backend, "supports_logprobs", False):
+            self.cfg.generative = True     # decided up front and recorded in every row, not a silent fallback
+        self.options_scale = [str(p) for p in rubric.scale.points]
+
+    @property
+    def method(self) -> str:
+        return "generative" if self.cfg.generative else "logprobs"
+
+    def _params(self, options: list[str]) -> GenParams:
+        if self.cfg.generative:
+            return GenParams(max_tokens=self.cfg.max_tokens, temperature=0.0)
+        return GenParams(max_tokens=1, temperature=0.0, top_logprobs=TOP_LOGPROBS, options=options)
+
+    async def _call(self, messages, options):
+        return await self.engine.complete(messages, self._params(options))
+
+    # -- absolute ----------------------------------------------------------------------------
+    async def _absolute_criterion(self, row, ci) -> tuple[float | None, dict | None, str | None, str | None, str | None]:
+        """(score, probs, rationale, error, detail) for one criterion."""
+        msgs = build_messages(self.rubric, "absolute", row, generative=self.cfg.generative, criterion=ci,
+                              prompts_dirs=self.cfg.prompts_dirs)
+        c = await self._call(msgs, self.options_scale)
+        if self.cfg.generative:
+            p = parse_score(c.text, self.rubric.scale.min, self.rubric.scale.max)
+            if p.error:
+                return None, None, p.rationale, p.error, p.detail
+            return float(p.value), {str(p.value): 1.0}, p.rationale, None, None
+        probs = distribution(c.option_logprobs or {}, self.options_scale)
+        if probs is None:
+            return None, None, None, "no_logprobs", f"the judge returned no log-probabilities for {self.options_scale}"
+        return expected_score(probs), probs, None, None, None
+
+    async def absolute(self, row: dict) -> Judgment:
+        r = self.rubric
+        results = await asyncio.gather(*(self._absolute_criterion(row, i) for i in range(len(r.criteria))))
+        for score, probs, rationale, err, detail in results:
+            if err:
+                return _unscored("absolute", self.backend.name, r.id, err, detail, rationale=rationale)
+        weights = [c.weight for c in r.criteria]
+        total = sum(weights)
+        score = sum(w * s for w, (s, *_rest) in zip(weights, results)) / total
+        probs = {o: sum(w * res[1].get(o, 0.0) for w, res in zip(weights, results)) / total for o in self.options_scale}
+        rationale = "\n\n".join(f"[{c.name}] {res[2]}" if len(results) > 1 else res[2]
+                                for c, res in zip(r.criteria, results) if res[2]) or None
+        j = Judgment("absolute", self.backend.name, r.id, score=score, probs=probs, rationale=rationale)
+        if len(results) > 1:
+            j.orders = [{"criterion": c.name, "score": res[0]} for c, res in zip(r.criteria, results)]
+        return j
+
+    # -- pairwise ----------------------------------------------------------------------------
+    async def _p_first(self, row, ci, swap) -> tuple[float | None, str | None, str | None, str | None]:
+        """P(the response shown first is better), for one order and criterion."""
+        msgs = build_messages(self.rubric, "pairwise", row, generative=self.cfg.generative, criterion=ci,
+                              swap=swap, prompts_dirs=self.cfg.prompts_dirs)
+        c = await self._call(msgs, ["A", "B"])
+        if self.cfg.generative:
+            p = parse_preference(c.text)
+            if p.error:
+                return None, p.rationale, p.error, p.detail
+            return (1.0 if p.value == "A" else 0.0), p.rationale, None, None
+        probs = distribution(c.option_logprobs or {}, ["A", "B"])
+        if probs is None:
+            return None, None, "no_logprobs", "the judge returned no log-probabilities for A/B"
+        return probs["A"], None, None, None
+
+    async def _pairwise_criterion(self, row, ci) -> dict:
+        swaps = [False, True] if self.cfg.both_orders else [False]
+        res = await asyncio.gather(*(self._p_first(row, ci, s) for s in swaps))
+        for p, rationale, err, detail in res:
+            if err:
+                return {"error": err, "detail": detail, "rationale": rationale}
+        p_ab = res[0][0]
+        orders = [{"order": "ab", "p_first": p_ab, "p_a": p_ab}]
+        p_a_values = [p_ab]
+        if self.cfg.both_orders:
+            p_ba = res[1][0]
+            orders.append({"order": "ba", "p_first": p_ba, "p_a": 1.0 - p_ba})
+            p_a_values.append(1.0 - p_ba)
+        rationale = "\n\n".join(f"[{o['order']}] {r[1]}" for o, r in zip(orders, res) if r[1]) or None
+        return {"p_a": sum(p_a_values) / len(p_a_values), "orders": orders, "rationale": rationale,
+                "consistent": (None if len(p_a_values) < 2 else
+                               (p_a_values[0] - 0.5) * (p_a_values[1] - 0.5) > 0)}
+
+    async def pairwise(self, row: dict) -> Judgment:
+        r = self.rubric
+        res = await asyncio.gather(*(self._pairwise_criterion(row, i) for i in range(len(r.criteria))))
+        for x in res:
+            if "error" in x:
+                return _unscored("pairwise", self.backend.name, r.id, x["error"], x["detail"], rationale=x["rationale"])
+        weights = [c.weight for c in r.criteria]
+        p_a = sum(w * x["p_a"] for w, x in zip(weights, res)) / sum(weights)
+        orders = res[0]["orders"] if len(res) == 1 else [dict(o, criterion=c.name) for c, x in zip(r.criteria, res) for o in x["orders"]]
+        consistent = None if res[0]["consistent"] is None else all(x["consistent"] for x in res)
+        pref = "tie" if abs(p_a - 0.5) < 1e-9 else ("a" if p_a > 0.5 else "b")
+        rationale = "\n\n".join(x["rationale"] for x in res if x["rationale"]) or None
+        return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
+                        orders=orders, rationale=rationale)
+
+    # -- rank --------------------------------------------------------------------------------
+    async def rank(self, row: dict) -> Judgment:
+        n = len(row["responses"])
+        if self.cfg.rank_method == "listwise":
+            return await self._rank_listwise(row, n)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        subs = [dict(row, response_a=row["responses"][i], response_b=row["responses"][j]) for i, j in pairs]
+        verdicts = await asyncio.gather(*(self.pairwise(s) for s in subs))
+        wins = [[0.0] * n for _ in range(n)]
+        consistent = True
+        for (i, j), v in zip(pairs, verdicts):
+            if v.error:
+                return _unscored("rank", self.backend.name, self.rubric.id, v.error,
+                                 f"comparing responses {i} and {j}: {v.detail}")
+            wins[i][j] += v.p_a
+            wins[j][i] += 1 - v.p_a
+            consistent = consistent and bool(v.consistent) if v.consistent is not None else consistent
+        strengths = bradley_terry(wins)
+        ranking = sorted(range(n), key=lambda k: -strengths[k])
+        return Judgment("rank", self.backend.name, self.rubric.id, ranking=ranking, scores=strengths,
+                        consistent=consistent if self.cfg.both_orders else None,
+                        orders=[{"a": i, "b": j, "p_a": v.p_a} for (i, j), v in zip(pairs, verdicts)])
+
+    async def _rank_listwise(self, row, n) -> Judgment:
+        perms = [list(range(n)), list(reversed(range(n)))][: max(1, self.cfg.n_permutations)]
+        k = 2
+        while len(perms) < self.cfg.n_permutations:       # further permutations: rotations
+            perms.append([(i + k) % n for i in range(n)])
+            k += 1
+        params = GenParams(max_tokens=self.cfg.max_tokens, temperature=0.0)
+        msgs = [build_messages(self.rubric, "rank", row, generative=True, order=p, prompts_dirs=self.cfg.prompts_dirs)
+                for p in perms]
+        outs = await asyncio.gather(*(self.engine.complete(m, params) for m in msgs))
+        borda = [0.0] * n
+        orders = []
+        for perm, c in zip(perms, outs):
+            p = parse_ranking(c.text, n)
+            if p.error:
+                return _unscored("rank", self.backend.name, self.rubric.id, p.error, p.detail, rationale=p.rationale)
+            ranking = [perm[x] for x in p.value]          # shown position -> original index
+            orders.append({"permutation": perm, "ranking": ranking})
+            for pos, idx in enumerate(ranking):
+                borda[idx] += (n - 1 - pos) / len(perms)
+        final = sorted(range(n), key=lambda i: -borda[i])
+        consistent = all(o["ranking"] == orders[0]["ranking"] for o in orders) if len(orders) > 1 else None
+        return Judgment("rank", self.backend.name, self.rubric.id, ranking=final, scores=borda,
+                        consistent=consistent, orders=orders)
+
+    async def judge_row(self, row: dict, mode: str) -> Judgment:
+        try:
+            return await getattr(self, mode)(row)
+        except BackendError as e:
+            return _unscored(mode, self.backend.name, self.rubric.id, _error_code(e), str(e))
+
+
+# ---------------------------------------------------------------------------------------------
+# Many rows: the public API
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class JudgeSummary:
+    total: int = 0
+    scored: int = 0
+    unscored: Counter = field(default_factory=Counter)
+    histogram: Counter = field(default_factory=Counter)
+    consistent: int = 0
+    consistency_checked: int = 0
+    skipped: list = field(default_factory=list)      # InputErrors of rows skipped with skip_invalid
+
+    def add(self, j: Judgment) -> None:
+        self.total += 1
+        if j.error:
+            self.unscored[j.error] += 1
+            return
+        self.scored += 1
+        if j.score is not None:
+            self.histogram[str(round(j.score))] += 1
+        if j.preference is not None:
+            self.histogram[j.preference] += 1
+        if j.ranking is not None:
+            self.histogram[f"best={j.ranking[0]}"] += 1
+        if j.consistent is not None:
+            self.consistency_checked += 1
+            self.consistent += int(j.consistent)
+
+    @property
+    def consistency(self) -> float | None:
+        return self.consistent / self.consistency_checked if self.consistency_checked else None
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "scored": self.scored, "unscored": dict(self.unscored),
+                "histogram": dict(sorted(self.histogram.items())), "position_consistency": self.consistency,
+                "skipped_rows": [str(e) for e in self.skipped]}
+
+    def render(self) -> str:
+        lines = [f"judged {self.total} rows: {self.scored} scored, {self.total - self.scored} unscored"]
+        for code, n in self.unscored.most_common():
+            lines.append(f"  unscored {code}: {n}")
+        if self.histogram:
+            width = max(self.histogram.values())
+            lines.append("  distribution:")
+            for k, n in sorted(self.histogram.items()):
+                lines.append(f"    {k:>8} {'#' * max(1, round(30 * n / width))} {n}")
+        if self.consistency is not None:
+            lines.append(f"  position consistency: {self.consistency:.1%} of {self.consistency_checked}")
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} invalid input rows:")
+            lines.extend(f"    {e}" for e in self.skipped[:20])
+        return "\n".join(lines)
+
+
+async def judge_rows_async(rows: list[dict], rubric: Rubric | str, mode: str | None = None, *,
+                           judge: str | Backend | None = None, config: JudgeConfig | None = None,
+                           engine: Engine | None = None, on_result=None, progress: bool = False) -> list[Judgment]:
+    """Judge rows concurrently; results in input order. `on_result(index, judgment)` is called in
+    input order as soon as each prefix of rows is finished (for streaming output)."""
+    from rlaif.io import infer_mode
+
+    rubric = load_rubric(rubric) if not isinstance(rubric, Rubric) else rubric
+    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
+    j = Judge(rubric, backend, engine, config)
+    mode = mode or (infer_mode(rows[0]) if rows else "absolute")
+    if mode not in rubric.modes:
+        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' (it supports {', '.join(rubric.modes)})")
+    results: list[Judgment | None] = [None] * len(rows)
+    next_out = 0
+    bar = _progress(progress, len(rows), backend.name)
+
+    async def one(i, row):
+        nonlocal next_out
+        results[i] = await j.judge_row(row, mode)
+        if bar:
+            bar[0].advance(bar[1])
+        while next_out < len(rows) and results[next_out] is not None:
+            if on_result:
+                on_result(next_out, results[next_out])
+            next_out += 1
+
+    try:
+        await asyncio.gather(*(one(i, r) for i, r in enumerate(rows)))
+    finally:
+        if bar:
+            bar[0].stop()
+    return results  # type: ignore[return-value]
+
+
+def _progress(enabled: bool, total: int, label: str):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    p.start()
+    return p, p.add_task(f"judging with {label}", total=total)
+
+
+def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | Backend | None = None,
+          mode: str | None = None, output: str | Path | None = None, generative: bool = False,
+          both_orders: bool = True, rank_method: str = "tournament", skip_invalid: bool = False,
+          concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
+          progress: bool = False) -> tuple[list[dict], JudgeSummary]:
+    """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
+
+    Returns (output rows, summary). Each output row is the input row plus the verdict fields
+    (score/probs, or p_a/preference/consistent, or ranking), judge, rubric@hash, method, and
+    `error` (a reason code) for unscored rows. With `output`, rows are streamed to that JSONL
+    file in input order as they finish. Works inside a running event loop too.
+    """
+    from rlaif.io import JsonlWriter, check_row, infer_mode, read_rows
+
+    rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
+    needs_ref = rub.reference == "required"
+    summary = JudgeSummary()
+    if isinstance(input, (str, Path)):
+        read, mode = read_rows(input, mode, needs_reference=needs_ref, skip_invalid=skip_invalid)
+        rows = read.rows
+        summary.skipped = read.skipped
+    else:
+        rows = list(input)
+        mode = mode or (infer_mode(rows[0]) if rows else "absolute")
+        for n, row in enumerate(rows, 1):
+            check_row(row, "<rows>", n, mode, needs_ref)
+    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
+    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs)
+    method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
+    out_rows: list[dict] = []
+    writer = JsonlWriter(output) if output else None
+
+    def emit(i, j: Judgment):
+        row = {**rows[i], **j.to_row(), "method": method}
+        out_rows.append(row)
+        summary.add(j)
+        if writer:
+            writer.write(row)
+
+    try:
+        run_sync(judge_rows_async(rows, rub, mode, judge=backend, config=cfg,
+                                  engine=Engine(backend, concurrency=concurrency), on_result=emit, progress=progress))
+    finally:
+        if writer:
+            writer.close()
+    return out_rows, summary

