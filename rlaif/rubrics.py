@@ -227,7 +227,7 @@ def sample_row(rubric: Rubric, mode: str) -> dict:
 def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
     """Every problem of a rubric file: schema, templates, variables a template reads that the
     rubric/row cannot supply, and a trial render of every mode in the sandbox. [] means clean."""
-    from rlaif import judge as judge_mod  # judge builds the template context; one definition of it
+    from rlaif.judge import build_messages  # judge builds the template context; one definition of it
 
     path = Path(path)
     source = str(path)
@@ -250,13 +250,11 @@ def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
         for var in sorted(used - allowed):
             problems.append(Problem(where, f"template reads '{var}', which neither the rubric nor a {mode} row supplies "
                                            f"(available: {', '.join(sorted(allowed))})"))
-        if "reference" in used and rubric.reference == "none":
-            problems.append(Problem(where, "template reads 'reference' but the rubric sets reference: none"))
         if rubric.reference != "none" and "reference" not in used:
             problems.append(Problem(where, f"rubric sets reference: {rubric.reference} but the template never shows it"))
         for generative in (False, True):
             try:
-                judge_mod.build_messages(rubric, mode, sample_row(rubric, mode), generative=generative,
+                build_messages(rubric, mode, sample_row(rubric, mode), generative=generative,
                                          prompts_dirs=prompts_dirs)
             except Exception as e:  # noqa: BLE001 - any failure of a trial render is a lint finding
                 problems.append(Problem(where, f"trial render failed: {e}"))

@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests run offline: a scripted fake backend, tiny models built from a config,
+and the embedded SmolLM2 (loaded once per session) where a real model matters."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep the 2-core CI machine responsive and results deterministic.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """(model, tokenizer) of the embedded SmolLM2, loaded once for the whole session."""
+    from rlaif.models import load_model
+
+    return load_model("default", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def local_judge(embedded):
+    """A LocalBackend over the embedded model (shares the loaded weights)."""
+    from rlaif.backends.local import LocalBackend
+
+    model, tok = embedded
+    return LocalBackend("default", model_obj=model, tokenizer=tok)
+
+
+@pytest.fixture
+def fake_backend():
+    """Factory: fake_backend(responder=fn | script=[...]) -> a scripted FakeBackend."""
+    from rlaif.backends.fake import FakeBackend
+
+    def make(**kw):
+        return FakeBackend("test", **kw)
+
+    return make
