@@ -185,6 +185,9 @@ class JudgeConfig:
     n_permutations: int = 2             # listwise: identity and reversed
     prompts_dirs: list | None = None
     max_tokens: int = GENERATIVE_MAX_TOKENS
+    # pairwise: |P(A) - 0.5| below this is a tie. 0.05 because a judge whose two orders nearly
+    # cancel (P(A)=0.502) has not expressed a preference; the soft label p_a is kept either way.
+    tie_margin: float = 0.05
 
 
 class Judge:
@@ -288,7 +291,7 @@ class Judge:
         p_a = sum(w * x["p_a"] for w, x in zip(weights, res)) / sum(weights)
         orders = res[0]["orders"] if len(res) == 1 else [dict(o, criterion=c.name) for c, x in zip(r.criteria, res) for o in x["orders"]]
         consistent = None if res[0]["consistent"] is None else all(x["consistent"] for x in res)
-        pref = "tie" if abs(p_a - 0.5) < 1e-9 else ("a" if p_a > 0.5 else "b")
+        pref = "tie" if abs(p_a - 0.5) <= self.cfg.tie_margin else ("a" if p_a > 0.5 else "b")
         rationale = "\n\n".join(x["rationale"] for x in res if x["rationale"]) or None
         return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
                         orders=orders, rationale=rationale)
@@ -452,7 +455,8 @@ def _progress(enabled: bool, total: int, label: str):
 
 def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | Backend | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
-          both_orders: bool = True, rank_method: str = "tournament", skip_invalid: bool = False,
+          both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = 0.05,
+          skip_invalid: bool = False,
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
           progress: bool = False) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
@@ -477,7 +481,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         for n, row in enumerate(rows, 1):
             check_row(row, "<rows>", n, mode, needs_ref)
     backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
-    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs)
+    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, tie_margin=tie_margin,
+                      prompts_dirs=prompts_dirs)
     method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
     out_rows: list[dict] = []
     writer = JsonlWriter(output) if output else None
