@@ -57,8 +57,12 @@ def embedded_model_dir() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temp folder and rename: a crash mid-conversion never leaves a broken cache.
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    old_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"        # the GGUF reader's per-tensor bar; we printed one line instead
+    try:  # the GGUF reader's per-tensor progress bar: we printed one line instead
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        old_tqdm = gguf_utils.tqdm
+        gguf_utils.tqdm = lambda it, **kw: it
+    except (ImportError, AttributeError):
+        gguf_utils = None
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -78,10 +82,8 @@ def embedded_model_dir() -> Path:
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
-        if old_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old_tqdm
+        if gguf_utils is not None:
+            gguf_utils.tqdm = old_tqdm
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
