@@ -337,7 +337,7 @@ def test_eval_fresh_lora_on_embedded_model_is_neutral(tmp_path, local_judge):
     model, _ = load_model("default", device="cpu")
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "ad")
     rep = rlaif.evaluate(tmp_path / "ad", examples_dir() / "eval_prompts.jsonl",
-                         judge=local_judge, limit=3, max_new_tokens=24, capability_max_new_tokens=12)
+                         judge=local_judge, limit=3, max_new_tokens=16, capability_max_new_tokens=8)
     assert rep["win_rate"]["value"] == 0.5 and rep["win_rate"]["identical"] == 3
     assert rep["alignment_tax"]["capability_delta"] == 0.0
     assert rep["alignment_tax"]["over_refusal_delta"] == 0.0
