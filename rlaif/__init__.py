@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from rlaif.backends import get_backend
+from rlaif.evaluate import evaluate
 from rlaif.errors import (BackendError, ConfigError, InputError, MissingDependencyError, RlaifError, RubricError,
                           TemplateError)
 from rlaif.judge import judge
@@ -17,7 +18,7 @@ from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
 
 __all__ = [
-    "__version__", "judge", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
+    "__version__", "judge", "evaluate", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
     "Completion", "GenParams", "Judgment",
     "RlaifError", "ConfigError", "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError",
 ]

@@ -169,6 +169,60 @@ def add_rubric(sub):
 
 
 # ---------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    from rlaif.evaluate import evaluate, render_table
+
+    report = evaluate(args.adapter, args.prompts, base=args.base, judge=args.judge, rubric=args.rubric,
+                      refusal_rubric=args.refusal_rubric, output=args.output, capability=args.capability,
+                      xstest=args.xstest, limit=args.limit, no_capability=args.no_capability,
+                      no_refusal=args.no_refusal, max_new_tokens=args.max_new_tokens,
+                      capability_max_new_tokens=args.capability_max_new_tokens, batch_size=args.batch_size,
+                      generative=args.generative, concurrency=args.concurrency, seed=args.seed,
+                      n_resamples=args.n_resamples, device=args.device, rubrics_dirs=args.rubrics_dir,
+                      prompts_dirs=args.prompts_dir, progress=not args.quiet)
+    from rich.console import Console
+
+    Console().print(render_table(report))
+    if args.output:
+        _stderr(f"report written to {args.output}")
+    return 0
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="judged win rate of a LoRA adapter vs its base, and the alignment tax",
+                       description="Generate greedy answers from the base model and from base+adapter, judge each "
+                                   "pair in both orders (win rate, bootstrap 95%% CI), and measure the alignment tax: "
+                                   "exact match on a capability set and refusal rates on XSTest's safe and unsafe prompts.")
+    p.add_argument("--adapter", "-a", required=True, help="LoRA adapter directory (output of `rlaif train ...`)")
+    p.add_argument("--prompts", "-p", required=True, help="held-out prompts JSONL (field `prompt`)")
+    p.add_argument("--base", default=None, help="base model (default: the adapter config's base_model_name_or_path); "
+                                               "'default' = the embedded SmolLM2")
+    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--rubric", "-r", default="helpfulness", help="rubric for the pairwise win rate")
+    p.add_argument("--refusal-rubric", default="over_refusal", help="rubric that classifies refusals (1..3)")
+    p.add_argument("--output", "-o", default=None, help="JSON report path")
+    p.add_argument("--capability", default=None, help="capability JSONL (question, answer[, aliases]); "
+                                                      "default examples/capability.jsonl")
+    p.add_argument("--xstest", default=None, help="XSTest prompts JSONL; default examples/xstest/xstest_prompts.jsonl")
+    p.add_argument("--limit", type=int, default=None, help="at most N items per set (stratified, deterministic)")
+    p.add_argument("--no-capability", action="store_true", help="skip the capability set")
+    p.add_argument("--no-refusal", action="store_true", help="skip the XSTest refusal rates")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--capability-max-new-tokens", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch size")
+    p.add_argument("--generative", action="store_true", help="the judge writes a rationale, then the verdict")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _dirs(p)
+    p.set_defaults(func=cmd_eval)
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from rlaif import __version__
 
@@ -177,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_judge(sub)
     add_rubric(sub)
+    add_eval(sub)
     return parser
 
 
