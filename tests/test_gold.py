@@ -242,3 +242,17 @@ def test_cli_min_kappa_exit_codes(tmp_path, monkeypatch, capsys):
     assert "always_longer" in text.out and "kappa" in text.out and "FAIL" in text.err
     assert cli.main(["rubric", "diff", str(out), str(out), "--bootstrap", "20"]) == 0
     assert cli.main(["rubric", "test", "helpfulness", "--gold", str(tmp_path / "nope.jsonl")]) == 2
+
+
+@pytest.mark.slow
+def test_embedded_judge_on_both_shipped_gold_sets(local_judge, tmp_path):
+    """The real path, offline: the embedded SmolLM2 judges a few items of each shipped gold set and
+    every metric and baseline is computed from real verdicts."""
+    pairs = rubric_test("helpfulness", "examples/gold/human_pairs_dev.jsonl", judge=local_judge, limit=3, n_boot=20)
+    assert pairs["n"] == 3 and pairs["method"] == "logprobs" and pairs["gold"]["rows_in_file"] == 551
+    assert all(0.0 <= it["p_a"] <= 1.0 and len(it["orders"]) == 2 for it in pairs["items"] if not it["error"])
+    assert set(pairs["baselines"]) == {"always_longer", "always_a"}
+    ref = rubric_test("over_refusal", "examples/gold/refusal_labels_dev.jsonl", judge=local_judge, limit=4, n_boot=20)
+    assert ref["n"] == 4 and ref["gold"]["rows_in_file"] == 1315
+    assert all(1.0 <= it["score"] <= 3.0 and it["judge"] in (1, 2, 3) for it in ref["items"] if not it["error"])
+    assert any(k.startswith("majority_class") for k in ref["baselines"])
