@@ -1,4 +1,4 @@
-"""Agreement between a judge and people: small pure functions, scikit-learn/scipy underneath.
+"""Agreement between a judge and people: small pure functions, checked against scikit-learn/scipy.
 
 Why a module of its own: "does this rubric agree with humans, and is it biased?" must be answered
 by the same numbers everywhere (rubric test, rubric diff, the export gate, the report), and each
@@ -76,20 +76,44 @@ def agreement_both_decided(human: Sequence[str], judge: Sequence[str]) -> float 
     return float(np.mean(pts)) if pts else None
 
 
+def _confusion(human: Sequence, judge: Sequence, labels: Sequence) -> np.ndarray:
+    """Confusion counts (rows human, columns judge); pairs with a label outside `labels` are
+    ignored, as scikit-learn's confusion_matrix does."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    k = len(labels)
+    h = np.fromiter((idx.get(x, -1) for x in human), dtype=np.int64, count=len(human))
+    j = np.fromiter((idx.get(x, -1) for x in judge), dtype=np.int64, count=len(judge))
+    ok = (h >= 0) & (j >= 0)
+    return np.bincount(h[ok] * k + j[ok], minlength=k * k).reshape(k, k)
+
+
 def cohen_kappa(human: Sequence, judge: Sequence, *, weights: str | None = None,
                 labels: Sequence | None = None) -> float | None:
     """Cohen's κ (weights=None), or weighted κ for ordinal labels (weights="linear"|"quadratic").
-    `labels` fixes the category order, which matters for the weighted forms (pairs: a < tie < b).
-    None where κ is undefined: no items, or both raters used one and the same single label."""
-    from sklearn.metrics import cohen_kappa_score
+    `labels` fixes the categories and their order, which matters for the weighted forms: pass the
+    whole scale (1..5), else a point nobody used silently shrinks the distances; pairs: a < tie < b.
+    None where κ is undefined (no items, or no disagreement is possible by chance).
 
+    This is scikit-learn's cohen_kappa_score formula on a numpy confusion matrix (tests check the
+    two are equal): sklearn's input validation costs ~1-100 ms a call, which a 1000-resample
+    bootstrap of several κs cannot afford."""
     if len(human) == 0:
         return None
-    if len(set(human) | set(judge)) < 2:
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    labels = list(labels) if labels is not None else sorted(set(human) | set(judge))
+    cm = _confusion(human, judge, labels).astype(float)
+    total = cm.sum()
+    if total == 0:
         return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = cohen_kappa_score(list(human), list(judge), weights=weights, labels=labels)
-    return None if k is None or not np.isfinite(k) else float(k)
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
+    grid = np.arange(len(labels))
+    dist = np.abs(grid[:, None] - grid[None, :])
+    w = (dist > 0).astype(float) if weights is None else (dist if weights == "linear" else dist ** 2).astype(float)
+    denom = float((w * expected).sum())
+    if denom == 0:
+        return None
+    return float(1 - (w * cm).sum() / denom)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -102,12 +126,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 
 def confusion(human: Sequence, judge: Sequence, labels: Sequence) -> list[list[int]]:
-    """Confusion matrix, rows = human label, columns = judge label, in `labels` order."""
-    from sklearn.metrics import confusion_matrix
-
-    if len(human) == 0:
-        return [[0] * len(labels) for _ in labels]
-    return confusion_matrix(list(human), list(judge), labels=list(labels)).tolist()
+    """Confusion matrix, rows = human label, columns = judge label, in `labels` order
+    (equal to scikit-learn's confusion_matrix; tested)."""
+    return _confusion(list(human), list(judge), list(labels)).tolist()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,13 +136,13 @@ def _gap(judge_rate, human_rate):
     return None if judge_rate is None or human_rate is None else judge_rate - human_rate
 
 
-def _absolute_metrics() -> dict[str, Callable[[list[dict]], float | None]]:
+def _absolute_metrics(points: list[int]) -> dict[str, Callable[[list[dict]], float | None]]:
     h = lambda it: [x["human"] for x in it]          # noqa: E731
     j = lambda it: [x["judge"] for x in it]          # noqa: E731
-    return {
-        "kappa_quadratic": lambda it: ag.cohen_kappa(h(it), j(it), weights="quadratic"),
-        "kappa": lambda it: ag.cohen_kappa(h(it), j(it)),
-        "kappa_linear": lambda it: ag.cohen_kappa(h(it), j(it), weights="linear"),
+    return {   # κ over the whole scale, so an unused point still counts in the weighted distances
+        "kappa_quadratic": lambda it: ag.cohen_kappa(h(it), j(it), weights="quadratic", labels=points),
+        "kappa": lambda it: ag.cohen_kappa(h(it), j(it), labels=points),
+        "kappa_linear": lambda it: ag.cohen_kappa(h(it), j(it), weights="linear", labels=points),
         "accuracy": lambda it: ag.accuracy(h(it), j(it)),
         "spearman": lambda it: ag.spearman(h(it), [x["score"] for x in it]) if "score" in (it[0] if it else {}) else None,
         "mae": lambda it: (sum(abs(x["score"] - x["human"]) for x in it) / len(it)) if it and "score" in it[0] else None,
@@ -200,21 +200,22 @@ def flags(metrics: dict, coverage: float | None) -> list[str]:
     return out
 
 
-def metric_fns(mode: str) -> dict[str, Callable]:
-    return _pairwise_metrics() if mode == "pairwise" else _absolute_metrics()
+def metric_fns(mode: str, labels: list) -> dict[str, Callable]:
+    """name -> metric(items) for `mode`; `labels` are the label categories (the scale's points)."""
+    return _pairwise_metrics() if mode == "pairwise" else _absolute_metrics(list(labels))
 
 
-def compute_metrics(items: list[dict], mode: str, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def compute_metrics(items: list[dict], mode: str, labels: list, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Every metric of `mode` on the scored items, each with a bootstrap 95% CI."""
     out = {}
-    for name, fn in metric_fns(mode).items():
+    for name, fn in metric_fns(mode, labels).items():
         value = fn(items)
         ci = ag.bootstrap_ci(fn, items, n_boot=n_boot, seed=seed) if value is not None and n_boot else None
         out[name] = {"value": value, "ci": ci, "n": len(items)}
     return out
 
 
-def baselines(items: list[dict], mode: str, scale: tuple[int, int]) -> dict:
+def baselines(items: list[dict], mode: str, labels: list) -> dict:
     """Trivial judges on the same items. Pairs: always the longer response (tie on equal length),
     always A. Absolute: always the majority human label (it knows the gold distribution, so it
     is the strongest constant answer)."""
@@ -226,14 +227,14 @@ def baselines(items: list[dict], mode: str, scale: tuple[int, int]) -> dict:
                     "always_a": lambda x: (1.0, "a")}
         for name, f in variants.items():
             fake = [dict(x, p_a=f(x)[0], judge=f(x)[1]) for x in items]
-            out[name] = {k: metric_fns(mode)[k](fake) for k in ("kappa", "accuracy", "accuracy_no_ties",
+            out[name] = {k: metric_fns(mode, labels)[k](fake) for k in ("kappa", "accuracy", "accuracy_no_ties",
                                                                  "agreement_both_decided")}
     else:
         if not items:
             return {}
         maj = Counter(x["human"] for x in items).most_common(1)[0][0]
         fake = [dict(x, judge=maj, score=float(maj)) for x in items]
-        out[f"majority_class ({maj})"] = {k: metric_fns(mode)[k](fake) for k in ("kappa_quadratic", "kappa", "accuracy", "mae")}
+        out[f"majority_class ({maj})"] = {k: metric_fns(mode, labels)[k](fake) for k in ("kappa_quadratic", "kappa", "accuracy", "mae")}
     return out
 
 
@@ -256,7 +257,7 @@ def calibration(items: list[dict], mode: str) -> dict:
 def summarize(items_all: list[dict], mode: str, labels: list, *, n_boot: int, seed: int) -> dict:
     """Metrics, baselines, confusion, calibration and histograms from the per-item records."""
     scored = [x for x in items_all if x.get("error") is None]
-    metrics = compute_metrics(scored, mode, n_boot=n_boot, seed=seed)
+    metrics = compute_metrics(scored, mode, labels, n_boot=n_boot, seed=seed)
     coverage = len(scored) / len(items_all) if items_all else None
     return {
         "n": len(items_all),
@@ -266,7 +267,7 @@ def summarize(items_all: list[dict], mode: str, labels: list, *, n_boot: int, se
         "headline": HEADLINE[mode],
         "metrics": metrics,
         "flags": flags(metrics, coverage),
-        "baselines": baselines(scored, mode, (min(labels), max(labels)) if mode == "absolute" else (0, 0)),
+        "baselines": baselines(scored, mode, labels),
         "confusion": {"labels": labels, "rows": "human", "columns": "judge",
                       "matrix": ag.confusion([x["human"] for x in scored], [x["judge"] for x in scored], labels)},
         "calibration": calibration(scored, mode),
@@ -432,7 +433,7 @@ def rubric_diff(old: str | Rubric, new: str | Rubric, gold: str | Path | None = 
         raise RlaifError("the two results share no item that both versions scored")
     olds, news = [x for x, _ in both], [y for _, y in both]
     changes = {name: paired_bootstrap(fn, olds, news, n_boot=n_boot, seed=seed)
-               for name, fn in metric_fns(mode).items()}
+               for name, fn in metric_fns(mode, a["confusion"]["labels"]).items()}
     disagree = []
     for x, y in both:
         if x["judge"] != y["judge"]:

@@ -23,6 +23,29 @@ def test_kappa_equals_sklearn(weights):
         cohen_kappa_score(HP, JP, weights=weights, labels=ag.PAIR_LABELS), abs=1e-12)
 
 
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+def test_kappa_equals_sklearn_with_unused_scale_points(weights):
+    pts = [1, 2, 3, 4, 5]
+    assert ag.cohen_kappa(H, J, weights=weights, labels=pts) == pytest.approx(
+        cohen_kappa_score(H, J, weights=weights, labels=pts), abs=1e-12)
+    # an unused point in the middle changes weighted κ: distances are on the scale, not on the labels used
+    m = {1: 1, 2: 2, 3: 5}                                         # points 1, 2, 5 used; 3, 4 not
+    h, j = [m[x] for x in H], [m[x] for x in J]
+    if weights:
+        assert ag.cohen_kappa(h, j, weights=weights, labels=pts) != pytest.approx(ag.cohen_kappa(h, j, weights=weights))
+        assert ag.cohen_kappa(h, j, weights=weights, labels=pts) == pytest.approx(
+            cohen_kappa_score(h, j, weights=weights, labels=pts), abs=1e-12)
+
+
+def test_kappa_equals_sklearn_on_random_inputs():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        h, j = rng.integers(1, 6, 50).tolist(), rng.integers(1, 6, 50).tolist()
+        for w in (None, "linear", "quadratic"):
+            assert ag.cohen_kappa(h, j, weights=w, labels=[1, 2, 3, 4, 5]) == pytest.approx(
+                cohen_kappa_score(h, j, weights=w, labels=[1, 2, 3, 4, 5]), abs=1e-12)
+
+
 def test_kappa_known_values_and_undefined():
     assert ag.cohen_kappa(["a", "b", "a", "b"], ["a", "b", "a", "b"]) == 1.0
     assert ag.cohen_kappa(["a", "b", "a", "b"], ["b", "a", "b", "a"]) == -1.0
