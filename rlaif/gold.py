@@ -50,6 +50,7 @@ def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
 
     path = str(path)
     rows, mode = [], None
+    seen: dict[str, int] = {}               # id -> line: `rubric diff` pairs items by id
     lo, hi = rubric.scale.min, rubric.scale.max
     for n, value in iter_jsonl(path):
         if isinstance(value, InputError):
@@ -63,6 +64,10 @@ def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
         if m != mode:
             raise InputError(path, n, None, f"a {m} row in a {mode} gold set (the first row decides the mode)")
         check_row(value, path, n, mode, rubric.reference == "required")
+        if "id" in value:
+            if str(value["id"]) in seen:
+                raise InputError(path, n, "id", f"duplicate id {value['id']!r} (first on line {seen[str(value['id'])]})")
+            seen[str(value["id"])] = n
         if "human" not in value:
             raise InputError(path, n, "human", "missing (the human label of this item)")
         h = value["human"]

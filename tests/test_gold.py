@@ -161,6 +161,10 @@ def test_bad_gold_rows_name_file_line_and_field(tmp_path):
     p.write_text(json.dumps({"prompt": "p", "response_a": "r", "response_b": "s", "human": "A>B"}) + "\n")
     with pytest.raises(InputError, match="a, b, tie"):
         rubric_test("helpfulness", p, judge=biased_judge())
+    p.write_text(json.dumps({"id": 1, "prompt": "p", "response": "r", "human": 2}) + "\n"
+                 + json.dumps({"id": 1, "prompt": "q", "response": "r", "human": 3}) + "\n")
+    with pytest.raises(InputError, match="duplicate id 1 .first on line 1"):
+        rubric_test("over_refusal", p, judge=label_judge())
     p.write_text(json.dumps({"prompt": "p", "response": "r", "human": "full_refusal"}) + "\n")
     with pytest.raises(InputError, match="no labels"):
         rubric_test("helpfulness", p, judge=label_judge())

@@ -86,7 +86,8 @@ needs_chromium = pytest.mark.skipif(chromium_binary() is None,
 
 
 @needs_chromium
-@pytest.mark.parametrize("name", ["pairs.json", "ref.json", "diff.json"])
+@pytest.mark.parametrize("name", ["pairs.json", pytest.param("ref.json", marks=pytest.mark.slow),
+                                  pytest.param("diff.json", marks=pytest.mark.slow)])
 def test_report_opens_in_headless_chromium_without_console_errors(results, tmp_path, name):
     html = Path(report(results / name, tmp_path / "r.html")["html"])
     log, dom = _chromium_console_errors(html)
