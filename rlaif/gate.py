@@ -42,6 +42,8 @@ def check_gate(result_json_path: str | Path, min_kappa: float, rubric, *, judge:
     from rlaif.errors import InputError
     from rlaif.gold import load_result
 
+    if result_json_path is None:
+        raise GateError("--min-kappa needs --rubric-test RESULT.json (made by `rlaif rubric test RUBRIC --gold GOLD.jsonl -o RESULT.json`)")
     try:
         res = load_result(result_json_path)
     except InputError as e:
@@ -70,3 +72,17 @@ def check_gate(result_json_path: str | Path, min_kappa: float, rubric, *, judge:
     return {"rubric": tested.get("id"), "judge": res.get("judge"), "metric": metric, "kappa": kappa,
             "ci": m.get("ci"), "min_kappa": min_kappa, "gold": res.get("gold", {}).get("path"),
             "result": str(result_json_path)}
+
+
+def check_gate_rows(result_json_path: str | Path | None, min_kappa: float, rows: list[dict]) -> dict:
+    """The gate for judged rows (what `rlaif pairs` reads): every row's `rubric` (name@hash) must be
+    the tested one, and when all rows name one judge it must be the tested judge. Returns the
+    record of check_gate, for the dataset card."""
+    rubrics = sorted({str(r.get("rubric")) for r in rows if r.get("rubric")})
+    if not rubrics:
+        raise GateError("the judged rows carry no `rubric` field, so the gate cannot tell which rubric made them")
+    if len(rubrics) > 1:
+        raise GateError(f"the judged rows come from {len(rubrics)} rubrics ({', '.join(rubrics)}); one rubric-test "
+                        "result can vouch for one rubric")
+    judges = {r.get("judge") for r in rows if r.get("judge")}
+    return check_gate(result_json_path, min_kappa, rubrics[0], judge=judges.pop() if len(judges) == 1 else None)

@@ -227,6 +227,26 @@ def test_gate(tmp_path):
         check_gate(tmp_path / "x.json", 0.0, "helpfulness")
     with pytest.raises(GateError, match="file not found"):
         check_gate(tmp_path / "missing.json", 0.0, "helpfulness")
+    with pytest.raises(GateError, match="needs --rubric-test"):
+        check_gate(None, 0.0, "helpfulness")
+
+
+def test_gate_on_judged_rows(tmp_path):
+    from rlaif.gate import check_gate_rows
+    from rlaif.judge import judge
+
+    gold = _pair_gold(tmp_path / "pairs.jsonl", n=30)
+    rubric_test("helpfulness", gold, judge=biased_judge(bias=0.0), n_boot=0, output=tmp_path / "r.json")
+    rows, _ = judge(gold, "helpfulness", judge=biased_judge(bias=0.0))
+    assert check_gate_rows(tmp_path / "r.json", 0.5, rows)["kappa"] > 0.5
+    with pytest.raises(GateError, match="below the floor"):
+        check_gate_rows(tmp_path / "r.json", 1.5, rows)
+    with pytest.raises(GateError, match="measured judge"):
+        check_gate_rows(tmp_path / "r.json", 0.0, [dict(r, judge="openai/x") for r in rows])
+    with pytest.raises(GateError, match="2 rubrics"):
+        check_gate_rows(tmp_path / "r.json", 0.0, rows + [dict(rows[0], rubric="other@1")])
+    with pytest.raises(GateError, match="no `rubric`"):
+        check_gate_rows(tmp_path / "r.json", 0.0, [{"p_a": 0.5}])
 
 
 def test_cli_min_kappa_exit_codes(tmp_path, monkeypatch, capsys):
