@@ -144,7 +144,7 @@ def cmd_rubric_list(args) -> int:
 
 
 def add_rubric(sub):
-    p = sub.add_parser("rubric", help="author rubrics: lint, render, list")
+    p = sub.add_parser("rubric", help="author rubrics: lint, render, list, test, diff")
     rs = p.add_subparsers(dest="rubric_cmd", required=True)
     lp = rs.add_parser("lint", help="validate rubric files; lists every problem, exits 1 if any")
     lp.add_argument("paths", nargs="+", help="rubric files or names")
