@@ -182,9 +182,13 @@ BIAS_MIN_EFFECT = 0.05     # a bias is flagged when its CI excludes "none" *and*
                            # on thousands of items a 1-point drift is "significant" but harmless
 
 
-def flags(metrics: dict, coverage: float | None) -> list[str]:
+def flags(metrics: dict, coverage: float | None, judge_labels: list | None = None) -> list[str]:
     """Plain-language warnings a reader should see first."""
     out = []
+    used = sorted({str(x) for x in judge_labels or []})
+    if len(judge_labels or []) >= 10 and len(used) == 1:
+        out.append(f"the judge gave every scored item the same label ({used[0]}): it does not tell the items apart, "
+                   "so its κ is 0 by construction")
 
     def off(name, centre):
         m = metrics.get(name) or {}
@@ -271,7 +275,7 @@ def summarize(items_all: list[dict], mode: str, labels: list, *, n_boot: int, se
         "unscored": dict(Counter(x["error"] for x in items_all if x.get("error") is not None)),
         "headline": HEADLINE[mode],
         "metrics": metrics,
-        "flags": flags(metrics, coverage),
+        "flags": flags(metrics, coverage, [x["judge"] for x in scored]),
         "baselines": baselines(scored, mode, labels),
         "confusion": {"labels": labels, "rows": "human", "columns": "judge",
                       "matrix": ag.confusion([x["human"] for x in scored], [x["judge"] for x in scored], labels)},

@@ -146,6 +146,15 @@ def test_unscored_items_are_counted_by_reason_not_guessed(tmp_path):
     assert res["scored"] == 24 and res["coverage"] == pytest.approx(0.8)
     assert all(it["error"] == "no_logprobs" and "judge" not in it for it in res["items"] if it["error"])
     assert any("only 80%" in f for f in res["flags"])
+    assert not any("same label" in f for f in res["flags"])
+
+
+def test_a_constant_judge_is_flagged(tmp_path):
+    gold = _refusal_gold(tmp_path / "ref.jsonl", n=12)
+    const = FakeBackend("const", responder=lambda m, p: Completion("1", option_logprobs={"1": -0.1, "2": -3.0, "3": -3.0}))
+    res = rubric_test("over_refusal", gold, judge=const, n_boot=0)
+    assert res["metrics"]["kappa"]["value"] == 0.0
+    assert any("same label (1)" in f for f in res["flags"])
 
 
 def test_bad_gold_rows_name_file_line_and_field(tmp_path):
