@@ -12,13 +12,17 @@ from rlaif.backends import get_backend
 from rlaif.evaluate import evaluate
 from rlaif.errors import (BackendError, ConfigError, InputError, MissingDependencyError, RlaifError, RubricError,
                           TemplateError)
+from rlaif.gate import check_gate
+from rlaif.gold import rubric_diff, rubric_test
 from rlaif.judge import judge
 from rlaif.records import Completion, GenParams, Judgment
 from rlaif.rubrics import lint as lint_rubric
+from rlaif.report import report
 from rlaif.rubrics import list_rubrics, load_rubric
 
 __all__ = [
     "__version__", "judge", "evaluate", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
+    "rubric_test", "rubric_diff", "check_gate", "report",
     "Completion", "GenParams", "Judgment",
     "RlaifError", "ConfigError", "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError",
 ]

@@ -147,7 +147,7 @@ def cmd_rubric_list(args) -> int:
 
 
 def add_rubric(sub):
-    p = sub.add_parser("rubric", help="author rubrics: lint, render, list")
+    p = sub.add_parser("rubric", help="author rubrics: lint, render, list, test, diff")
     rs = p.add_subparsers(dest="rubric_cmd", required=True)
     lp = rs.add_parser("lint", help="validate rubric files; lists every problem, exits 1 if any")
     lp.add_argument("paths", nargs="+", help="rubric files or names")
@@ -220,6 +220,107 @@ def add_eval(sub) -> None:
     p.add_argument("--quiet", "-q", action="store_true")
     _dirs(p)
     p.set_defaults(func=cmd_eval)
+# rubric test | diff  (testing a rubric against human labels: rlaif/gold.py)  and  report
+# ---------------------------------------------------------------------------------------------
+def cmd_rubric_test(args) -> int:
+    from rlaif.gold import print_result, rubric_test
+
+    res = rubric_test(args.rubric, args.gold, judge=args.judge, limit=args.limit, output=args.output,
+                      generative=args.generative, both_orders=not args.one_order, tie_margin=args.tie_margin,
+                      score_to_label=args.score_to_label, n_boot=args.bootstrap, seed=args.seed,
+                      concurrency=args.concurrency, rubrics_dirs=args.rubrics_dir, prompts_dirs=args.prompts_dir,
+                      progress=not args.quiet)
+    print_result(res)
+    if args.output:
+        _stderr(f"saved {args.output}")
+    if args.min_kappa is not None:
+        from rlaif.gate import GateError, check_gate
+
+        if not args.output:
+            k = res["metrics"][res["headline"]]["value"]
+            ok = k is not None and k >= args.min_kappa
+            msg = f"{res['headline']} = {k} {'>=' if ok else '<'} --min-kappa {args.min_kappa}"
+        else:
+            try:
+                check_gate(args.output, args.min_kappa, res["rubric"]["id"])
+                ok, msg = True, f"{res['headline']} passes --min-kappa {args.min_kappa}"
+            except GateError as e:
+                ok, msg = False, str(e)
+        _stderr(("PASS: " if ok else "FAIL: ") + msg)
+        return 0 if ok else 1
+    return 0
+
+
+def cmd_rubric_diff(args) -> int:
+    from rlaif.gold import print_diff, rubric_diff
+
+    res = rubric_diff(args.old, args.new, args.gold, output=args.output, n_boot=args.bootstrap, seed=args.seed,
+                      judge=args.judge, limit=args.limit, generative=args.generative,
+                      both_orders=not args.one_order, tie_margin=args.tie_margin, score_to_label=args.score_to_label,
+                      concurrency=args.concurrency, rubrics_dirs=args.rubrics_dir, prompts_dirs=args.prompts_dir,
+                      progress=not args.quiet)
+    print_diff(res, show=args.show)
+    if args.output:
+        _stderr(f"saved {args.output}")
+    return 0
+
+
+def _gold_options(p) -> None:
+    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--limit", type=int, default=None, help="judge a seeded random subset of N gold items")
+    p.add_argument("--seed", type=int, default=0, help="seed of --limit's subset and of the bootstrap")
+    p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
+    p.add_argument("--one-order", action="store_true", help="pairwise: judge only the given A/B order (no swap)")
+    p.add_argument("--tie-margin", type=float, default=0.0,
+                   help="pairwise: also call a tie when |P(A better) - 0.5| <= this (default 0: only "
+                        "verdicts that flip when A and B swap are ties)")
+    p.add_argument("--score-to-label", choices=["round", "argmax"], default="round",
+                   help="absolute: expected score rounded to the nearest point (default), or the most probable point")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--quiet", "-q", action="store_true")
+    _dirs(p)
+
+
+def add_rubric_test(rs) -> None:
+    tp = rs.add_parser("test", help="measure a rubric's agreement with human labels on a gold set",
+                       description="Judge a gold set (pairwise rows with human a/b/tie, or absolute rows with a "
+                                   "human score or label) and report κ, accuracy, biases and CIs next to baselines.")
+    tp.add_argument("rubric", help="rubric name or path")
+    tp.add_argument("--gold", "-g", required=True, help="gold JSONL (e.g. examples/gold/human_pairs_dev.jsonl)")
+    tp.add_argument("--output", "-o", default=None, help="save the result JSON (input of rlaif report and the gate)")
+    tp.add_argument("--min-kappa", type=float, default=None, help="exit 1 if the headline κ is below this")
+    _gold_options(tp)
+    tp.set_defaults(func=cmd_rubric_test)
+    dp = rs.add_parser("diff", help="compare two rubric versions on the same gold set",
+                       description="Both versions on the same gold items: each metric's change with a paired "
+                                   "bootstrap CI, and the items where they disagree. OLD/NEW may be rubrics or "
+                                   "saved rubric-test results (.json).")
+    dp.add_argument("old")
+    dp.add_argument("new")
+    dp.add_argument("--gold", "-g", default=None, help="gold JSONL (not needed when OLD and NEW are results)")
+    dp.add_argument("--output", "-o", default=None, help="save the diff JSON")
+    dp.add_argument("--show", type=int, default=10, help="how many disagreeing items to print")
+    _gold_options(dp)
+    dp.set_defaults(func=cmd_rubric_diff)
+
+
+def cmd_report(args) -> int:
+    from rlaif.report import report
+
+    out = report(args.input, args.output, png=args.png)
+    _stderr(f"wrote {out['html']}" + (f" and {out['png']}" if out.get("png") else ""))
+    return 0
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="a self-contained HTML report (and --png summary) of a result",
+                       description="Render a rubric-test result (JSON), a judged JSONL, a rubric diff or an eval "
+                                   "report (JSON) as one HTML file with inline SVG plots; no network, no scripts.")
+    p.add_argument("input", help="RESULT.json from `rlaif rubric test`, a judged .jsonl, or an eval JSON")
+    p.add_argument("--output", "-o", required=True, help="HTML file to write")
+    p.add_argument("--png", default=None, help="also write a summary image (needs Chromium: apt-get install chromium)")
+    p.set_defaults(func=cmd_report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlaif {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_judge(sub)
-    add_rubric(sub)
+    add_rubric_test(add_rubric(sub))
     add_eval(sub)
+    add_report(sub)
     return parser
 
 
