@@ -45,6 +45,7 @@ from rlaif.templates import render_messages
 
 GENERATIVE_MAX_TOKENS = 512     # room for a short rationale and the verdict line
 TOP_LOGPROBS = 20               # OpenAI's maximum; enough to find every score token in practice
+URL_PROVIDERS = ("openai", "litellm")   # the providers a --base-url (an OpenAI-compatible server) applies to
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,6 +717,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
                     generative=generative, both_orders=both_orders, rank_method=rank_method, samples=samples,
                     structured=structured, repair=repair)
     judge, rubric = judges[0], rubrics[0]
+    if base_url and not (isinstance(judge, str) and judge.split("/", 1)[0] in URL_PROVIDERS):
+        raise RlaifError(f"--base-url applies to {'/, '.join(URL_PROVIDERS)}/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
 
     rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
     needs_ref = rub.reference == "required"

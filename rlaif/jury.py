@@ -145,10 +145,10 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
     """Judge `input` with every (judge, rubric) member and aggregate per row. `config` holds the
     JudgeConfig fields (generative, both_orders, rank_method, samples, ...). Returns
     (output rows, JudgeSummary) like `rlaif.judge`, which calls this for several judges/rubrics."""
-    from rlaif.backends import get_backend
+    from rlaif.backends import DEFAULT_MODEL, get_backend
     from rlaif.engine import Engine, run_sync
     from rlaif.io import JsonlWriter, check_row, infer_mode, read_rows
-    from rlaif.judge import Judge, JudgeConfig, JudgeSummary
+    from rlaif.judge import URL_PROVIDERS, Judge, JudgeConfig, JudgeSummary
     from rlaif.rubrics import Rubric, load_rubric
 
     if aggregate_by not in AGGREGATES:
@@ -177,9 +177,12 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
     backends: dict[str, object] = {}
     engines: dict[str, Engine] = {}
     for name in judges:
-        key = name if isinstance(name, str) or name is None else name.name
+        key = (name or DEFAULT_MODEL) if isinstance(name, str) or name is None else name.name
         if key not in backends:
-            b = name if (name is not None and not isinstance(name, str)) else get_backend(name, **(judge_options or {}))
+            opts = dict(judge_options or {})
+            if isinstance(name, str) and name.split("/", 1)[0] not in URL_PROVIDERS:
+                opts.pop("base_url", None)        # a jury's --base-url is for its openai/ and litellm/ members
+            b = name if (name is not None and not isinstance(name, str)) else get_backend(name or DEFAULT_MODEL, **opts)
             backends[key], engines[key] = b, Engine(b, concurrency=concurrency)
     members = []
     for key in backends:
