@@ -103,6 +103,8 @@ def add_api_judge_options(p) -> None:
     g.add_argument("--no-structured", action="store_true",
                    help="don't ask for JSON-schema / tool-use verdicts; parse prose instead")
     g.add_argument("--no-repair", action="store_true", help="don't re-ask once when a verdict cannot be read")
+    g.add_argument("--max-tokens", type=int, default=512,
+                   help="generative verdicts: room for the rationale and the verdict line (default 512)")
     g.add_argument("--aggregate", choices=["mean", "majority", "weighted"], default=None,
                    help="jury aggregation over several --judge / --rubric (default mean)")
     g.add_argument("--gold", default=None, help="JSONL rows with a gold label (gold/human/label) for --aggregate weighted")
@@ -110,7 +112,7 @@ def add_api_judge_options(p) -> None:
 
 def api_judge_kwargs(args) -> dict:
     return {"base_url": args.base_url, "samples": args.samples, "structured": False if args.no_structured else None,
-            "repair": not args.no_repair, "aggregate": args.aggregate, "gold": args.gold}
+            "repair": not args.no_repair, "max_tokens": args.max_tokens, "aggregate": args.aggregate, "gold": args.gold}
 
 
 # ---------------------------------------------------------------------------------------------

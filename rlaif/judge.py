@@ -690,7 +690,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
           progress: bool = False, samples: int = 0, structured: bool | None = None, repair: bool = True,
           base_url: str | None = None, judge_options: dict | None = None, aggregate: str | None = None,
-          gold: str | Path | list | None = None) -> tuple[list[dict], JudgeSummary]:
+          gold: str | Path | list | None = None, max_tokens: int = GENERATIVE_MAX_TOKENS) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
 
     Returns (output rows, summary). Each output row is the input row plus the verdict fields
@@ -715,7 +715,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
                     output=output, concurrency=concurrency, judge_options=opts, skip_invalid=skip_invalid,
                     prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress,
                     generative=generative, both_orders=both_orders, rank_method=rank_method, samples=samples,
-                    structured=structured, repair=repair)
+                    structured=structured, repair=repair, max_tokens=max_tokens)
     judge, rubric = judges[0], rubrics[0]
     if base_url and not (isinstance(judge, str) and judge.split("/", 1)[0] in URL_PROVIDERS):
         raise RlaifError(f"--base-url applies to {'/, '.join(URL_PROVIDERS)}/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
@@ -734,7 +734,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
             check_row(row, "<rows>", n, mode, needs_ref)
     backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **opts)
     cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs,
-                      samples=samples, structured=structured, repair=repair)
+                      samples=samples, structured=structured, repair=repair, max_tokens=max_tokens)
     method = Judge(rub, backend, Engine(backend), cfg).method      # also settles cfg.generative up front
     out_rows: list[dict] = []
     writer = JsonlWriter(output) if output else None
