@@ -321,3 +321,70 @@ def test_judge_keeps_its_config_defaults():
     assert cfg.structured is None
     j = Judge(load_rubric("helpfulness"), FakeBackend("x", supports_logprobs=False))
     assert j.method == "generative" and j.structured is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured verdicts over the real SDKs' wire formats, and keys never reaching rows
+# ---------------------------------------------------------------------------------------------
+def test_openai_json_schema_verdicts_end_to_end():
+    seen = []
+
+    def handler(req):
+        body = json.loads(req.content)
+        seen.append(body)
+        content = json.dumps({"rationale": "Names the right city.", "score": 5})
+        return httpx.Response(200, json={
+            "id": "chatcmpl-2", "object": "chat.completion", "created": 1741569952, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 400, "completion_tokens": 14, "total_tokens": 414}})
+
+    out, _ = run([ROW], _openai(handler), generative=True)
+    assert seen[0]["response_format"]["type"] == "json_schema"
+    assert seen[0]["response_format"]["json_schema"]["schema"] == verdict_schema("score", 1, 5)
+    assert out[0]["score"] == 5.0 and out[0]["parse"] == "json" and out[0]["rationale"] == "Names the right city."
+
+
+def test_anthropic_tool_use_verdicts_end_to_end():
+    import anthropic._base_client as bc
+
+    hx = getattr(bc, "httpx2", None) or httpx
+    calls = []
+
+    def handler(req):
+        body = json.loads(req.content)
+        calls.append(body)
+        user = body["messages"][-1]["content"]
+        better = "A" if user.index("Paris") < user.index("Lyon") else "B"
+        return hx.Response(200, json={
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "record_verdict",
+                         "input": {"rationale": "Paris is the capital.", "better": better}}],
+            "stop_reason": "tool_use", "stop_sequence": None, "usage": {"input_tokens": 500, "output_tokens": 30}})
+
+    from rlaif.backends.anthropic import AnthropicBackend
+
+    b = AnthropicBackend("claude-3-5-haiku-latest", api_key="sk-ant-test-0000000000",
+                         http_client=hx.AsyncClient(transport=hx.MockTransport(handler)))
+    out, _ = run([PAIR], b)
+    r = out[0]
+    assert r["method"] == "generative" and r["parse"] == "json"
+    assert r["p_a"] == 1.0 and r["consistent"] is True and len(calls) == 2
+    assert calls[0]["tool_choice"] == {"type": "tool", "name": "record_verdict"}
+    assert calls[0]["tools"][0]["input_schema"] == verdict_schema("preference")
+
+
+def test_api_key_never_reaches_output_rows(tmp_path):
+    key = "sk-proj-LEAKCHECK0123456789abcdef"
+    body = {"error": {"message": f"Incorrect API key provided: {key}. You can find your API key at "
+                                 "https://platform.openai.com/account/api-keys.", "type": "invalid_request_error",
+                      "param": None, "code": "invalid_api_key"}}
+    from rlaif.backends.openai import OpenAIBackend
+
+    b = OpenAIBackend("gpt-4o-mini", api_key=key,
+                      http_client=httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(401, json=body))))
+    out_file = tmp_path / "judged.jsonl"
+    out, s = judge([ROW], "helpfulness", judge=b, output=str(out_file))
+    assert out[0]["error"] == "api_error:401"
+    text = out_file.read_text() + json.dumps(s.to_dict()) + s.render()
+    assert key not in text and key[8:20] not in text and "***" in text
