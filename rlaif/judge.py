@@ -223,7 +223,8 @@ def parse_verdict(text: str, kind: str, lo: int = 1, hi: int = 5, n: int = 0) ->
 
 _TOLERANT_SCORE = [
     r"(-?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*{hi}\b",                       # "4/5", "4 out of 5"
-    r"(?:score|rating|grade|rate|rated|verdict)\D{{0,30}}?(-?\d+(?:\.\d+)?)",   # "I would rate this a 4"
+    r"\b(?:score|rating|grade|verdict)\s*(?:is|of|would be|:|=)?\s*(?:an?\s+)?\**\s*(-?\d+(?:\.\d+)?)",  # "rating of 4"
+    r"\b(?:rate|give|grade|score)\s+(?:it|this|this response|the response)\s+(?:an?\s+|as\s+)?\**\s*(-?\d+(?:\.\d+)?)",
     r"\*\*\s*(-?\d+(?:\.\d+)?)\s*\*\*",                                     # "**4**"
     r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]",                                     # "[[4]]" (MT-bench style)
 ]
@@ -245,8 +246,8 @@ def tolerant_parse(text: str, kind: str, lo: int = 1, hi: int = 5, n: int = 0) -
         for pat in _TOLERANT_SCORE:
             for m in re.finditer(pat.format(hi=hi), text, re.I):
                 found.append((m.start(), m.group(1)))
-        if not found:       # weakest: a lone number on the last line ("... so, 4")
-            last_line = text.splitlines()[-1] if text else ""
+        last_line = text.splitlines()[-1].strip() if text else ""
+        if not found and len(last_line.split()) <= 3:   # weakest: a short last line ("So: 4"), not an echoed level text
             found = [(0, x) for x in re.findall(r"(?<![\d.])(\d+)(?![\d.])", last_line)[-1:]]
         for _, raw in sorted(found, reverse=True):
             v = float(raw)

@@ -67,6 +67,10 @@ def test_verdict_schema_is_strict_mode_shaped():
     ("Final: [[5]]", "score", 5),
     ("The answer is correct.\nSo: 4", "score", 4),
     ("Worth 7 points out of 10", "score", None),          # off-scale never counts
+    ("I'd give it 4 because it is right.", "score", 4),
+    ("Overall my rating is 2.", "score", 2),
+    # an echo of the prompt's rubric is not a verdict
+    ("Score levels (1 = worst, 5 = best):\n1: Ignores the request.\n5: Fully and accurately addresses the request.", "score", None),
     ("Overall, Response B is clearly better.", "preference", "B"),
     ("[[A]]", "preference", "A"),
     ("I prefer response A here.", "preference", "A"),
