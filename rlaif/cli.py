@@ -24,11 +24,11 @@ def _stderr(msg: str) -> None:
 def cmd_judge(args) -> int:
     from rlaif.judge import judge
 
-    rows, summary = judge(args.input, args.rubric, judge=args.judge, mode=args.mode, output=args.output,
-                          generative=args.generative, both_orders=not args.one_order, rank_method=args.rank_method,
-                          tie_margin=args.tie_margin,
-                          skip_invalid=args.skip_invalid, concurrency=args.concurrency,
-                          prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet)
+    rows, summary = judge(args.input, _one_or_many(args.rubric), judge=_one_or_many(args.judge), mode=args.mode,
+                          output=args.output, generative=args.generative, both_orders=not args.one_order,
+                          rank_method=args.rank_method, tie_margin=args.tie_margin, skip_invalid=args.skip_invalid, concurrency=args.concurrency,
+                          prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
+                          **api_judge_kwargs(args))
     if not args.output:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
@@ -60,8 +60,10 @@ def add_judge(sub) -> None:
                        description="Judge rows: `prompt`+`response` (absolute), `response_a`+`response_b` "
                                    "(pairwise), or `responses` (rank). The mode is inferred from the first row.")
     p.add_argument("input", help="JSONL file")
-    p.add_argument("--rubric", "-r", required=True, help="rubric name (e.g. helpfulness) or path to a YAML file")
-    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--rubric", "-r", required=True, action="append",
+                   help="rubric name (e.g. helpfulness) or path to a YAML file; repeat for a jury of rubrics")
+    p.add_argument("--judge", "-j", default=None, action="append",
+                   help="provider/model; default local/default (the embedded SmolLM2); repeat for a jury")
     p.add_argument("--mode", choices=["absolute", "pairwise", "rank"], default=None)
     p.add_argument("--output", "-o", default=None, help="output JSONL (default: print to stdout)")
     p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
@@ -73,6 +75,7 @@ def add_judge(sub) -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--show", type=int, default=10, help="how many verdicts to print when writing to a file")
     p.add_argument("--quiet", "-q", action="store_true")
+    add_api_judge_options(p)
     _dirs(p)
     p.set_defaults(func=cmd_judge)
 
@@ -80,6 +83,38 @@ def add_judge(sub) -> None:
 def _dirs(p) -> None:
     p.add_argument("--rubrics-dir", action="append", default=None, help="extra rubric directory (searched first)")
     p.add_argument("--prompts-dir", action="append", default=None, help="extra template directory (searched first)")
+
+
+# ---------------------------------------------------------------------------------------------
+# judge: API judges and juries (options of `rlaif judge`)
+# ---------------------------------------------------------------------------------------------
+def _one_or_many(values):
+    """argparse 'append' gives a list; one value means a plain judge, several a jury."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
+def add_api_judge_options(p) -> None:
+    g = p.add_argument_group("API judges and juries")
+    g.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible server for openai/ and litellm/ judges (vLLM, llama.cpp, Ollama, "
+                        "transformers serve), e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL")
+    g.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="estimate probabilities from K sampled verdicts (for judges without logprobs; K x cost)")
+    g.add_argument("--no-structured", action="store_true",
+                   help="don't ask for JSON-schema / tool-use verdicts; parse prose instead")
+    g.add_argument("--no-repair", action="store_true", help="don't re-ask once when a verdict cannot be read")
+    g.add_argument("--max-tokens", type=int, default=512,
+                   help="generative verdicts: room for the rationale and the verdict line (default 512)")
+    g.add_argument("--aggregate", choices=["mean", "majority", "weighted"], default=None,
+                   help="jury aggregation over several --judge / --rubric (default mean)")
+    g.add_argument("--gold", default=None, help="JSONL rows with a gold label (gold/human/label) for --aggregate weighted")
+
+
+def api_judge_kwargs(args) -> dict:
+    return {"base_url": args.base_url, "samples": args.samples, "structured": False if args.no_structured else None,
+            "repair": not args.no_repair, "max_tokens": args.max_tokens, "aggregate": args.aggregate, "gold": args.gold}
 
 
 # ---------------------------------------------------------------------------------------------
