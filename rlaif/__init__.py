@@ -12,12 +12,15 @@ from rlaif.backends import get_backend
 from rlaif.errors import (BackendError, ConfigError, InputError, MissingDependencyError, RlaifError, RubricError,
                           TemplateError)
 from rlaif.judge import judge
+from rlaif.pairs import build_pairs
+from rlaif.pipeline import run
+from rlaif.sampling import sample
 from rlaif.records import Completion, GenParams, Judgment
 from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
 
 __all__ = [
-    "__version__", "judge", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
+    "__version__", "judge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
     "Completion", "GenParams", "Judgment",
     "RlaifError", "ConfigError", "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError",
 ]
