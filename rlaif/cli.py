@@ -173,7 +173,8 @@ def cmd_sample(args) -> int:
 
     rows, summary = sample(args.prompts, args.n, model=args.model, output=args.output,
                            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                           seed=args.seed, concurrency=args.concurrency, limit=args.limit, progress=not args.quiet)
+                           seed=args.seed, concurrency=args.concurrency, limit=args.limit, resume=args.resume,
+                           progress=not args.quiet)
     if not args.output:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
@@ -224,6 +225,8 @@ def add_sample_pairs_run(sub) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="same seed, same candidates")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="sample only the first N prompts")
+    p.add_argument("--resume", action="store_true",
+                   help="journal candidates to OUTPUT.partial and reuse an interrupted run's (needs -o)")
     p.add_argument("--output", "-o", default=None, help="output JSONL (default: stdout)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_sample)

@@ -36,7 +36,7 @@ import shutil
 import statistics
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError, RlaifError
@@ -213,7 +213,6 @@ def prompt_messages(row: dict) -> list[dict]:
 class Built:
     pairs: list[dict]
     stats: dict
-    dropped_rows: Counter = field(default_factory=Counter)
 
 
 def _pair_row(prompt, c: Cand, r: Cand, *, pid, mode, p_chosen, consistent, weight) -> dict:

@@ -10,9 +10,11 @@ Why stages with a manifest: each stage writes its output atomically (temp file, 
 only then records it in `<workdir>/manifest.json` with a key: the hash of the stage's config and
 of its input's content. On a re-run a stage whose key matches and whose output is intact (same
 sha256) is skipped, so killing `rlaif run` at any moment and running it again never redoes a
-finished stage; a changed config or input redoes that stage and everything after it. Inside the
-judge stage, paid calls are protected by the engine's request ledger, and by `judge(resume=True)`
-when this rlaif's judge() offers it (the pipeline passes it whenever the function accepts it).
+finished stage; a changed config or input redoes that stage and everything after it. Inside a
+stage, paid calls are protected too: the sample stage journals each candidate as it arrives and
+reuses them on a re-run (sample(resume=True)); the judge stage relies on the engine's request
+ledger, and on `judge(resume=True)` when this rlaif's judge() offers it (the pipeline passes it
+whenever the function accepts it).
 
 The `train:` and `eval:` sections call `rlaif.train_dpo` / `rlaif.evaluate` with the section's
 keys as keyword arguments, when this version of rlaif has those functions; otherwise the config
@@ -212,6 +214,12 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             out += [Problem(at(f"judge.rubric ({rubric})"), str(p)) for p in e.problems]
         except RlaifError as e:
             out.append(Problem(at("judge.rubric"), str(e)))
+    if isinstance(_section(raw, "pairs").get("push_to_hub"), str):
+        from rlaif.pairs import hub_token
+        try:
+            hub_token()
+        except RlaifError as e:
+            out.append(Problem(at("pairs.push_to_hub"), str(e)))
     for sec, (fn_name, wired) in HOOKS.items():
         if raw.get(sec) is None:
             continue
@@ -391,7 +399,7 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
     def do_sample():
         _rows, summ = sample(prompts, sc.n, model=backend(sc.model, sc.options), output=candidates,
                              max_new_tokens=sc.max_new_tokens, temperature=sc.temperature, top_p=sc.top_p,
-                             seed=sc.seed, concurrency=sc.concurrency, limit=cfg.limit, progress=progress)
+                             seed=sc.seed, concurrency=sc.concurrency, limit=cfg.limit, resume=True, progress=progress)
         _say(summ.render())
         return summ.to_dict()
 

@@ -18,12 +18,15 @@ candidates however requests happen to be batched; API backends get the same per-
 so a re-run after a crash finds its paid calls cached.
 
 The whole output file is written atomically at the end: a crash leaves the previous file (or
-none), never half a candidate set.
+none), never half a candidate set. With `resume=True` each finished candidate is also appended to
+`<output>.partial` as it arrives, and a re-run after a crash reuses those (same prompt, model and
+sampling parameters) instead of asking the model again: no paid call is repeated.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from rlaif.backends import get_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
-from rlaif.io import iter_jsonl, write_jsonl
+from rlaif.io import JsonlWriter, iter_jsonl, write_jsonl
 from rlaif.records import GenParams
 
 ROLES = ("system", "user", "assistant")
@@ -133,17 +136,18 @@ class SampleSummary:
     prompts: int = 0
     requested: int = 0
     written: int = 0
+    reused: int = 0                                        # taken from an interrupted run's journal
     failed: Counter = field(default_factory=Counter)       # reason code -> count
     finish: Counter = field(default_factory=Counter)       # finish_reason -> count
     distinct: int = 0                                      # distinct (prompt, text) pairs
 
     def to_dict(self) -> dict:
-        return {"prompts": self.prompts, "requested": self.requested, "written": self.written,
+        return {"prompts": self.prompts, "requested": self.requested, "written": self.written, "reused": self.reused,
                 "failed": dict(self.failed), "finish_reasons": dict(self.finish), "distinct_candidates": self.distinct}
 
     def render(self) -> str:
         lines = [f"sampled {self.written} of {self.requested} candidates for {self.prompts} prompts "
-                 f"({self.distinct} distinct)"]
+                 f"({self.distinct} distinct)" + (f"; {self.reused} reused from an interrupted run" if self.reused else "")]
         for code, n in self.failed.most_common():
             lines.append(f"  failed {code}: {n} (not written)")
         if self.finish:
@@ -152,8 +156,11 @@ class SampleSummary:
 
 
 async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new_tokens: int, temperature: float,
-                       top_p: float, seed: int | None, concurrency: int = 16, progress: bool = False):
-    """(candidate rows in prompt/candidate order, summary). Failed requests are counted, not written."""
+                       top_p: float, seed: int | None, concurrency: int = 16, progress: bool = False,
+                       done: dict | None = None, on_row=None):
+    """(candidate rows in prompt/candidate order, summary). Failed requests are counted, not written.
+    `done` maps (prompt id, k) to a row already sampled (reused if it matches the request exactly);
+    `on_row(row)` is called as each new candidate arrives."""
     engine = Engine(backend, concurrency=concurrency)
     summary = SampleSummary(prompts=len(prompts), requested=len(prompts) * n)
     jobs = [(p, k) for p in prompts for k in range(n)]
@@ -163,6 +170,13 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
     async def one(p, k):
         messages = as_messages(p["prompt"])
         rseed = request_seed(seed, p["id"], k) if seed is not None else None
+        old = (done or {}).get((p["id"], k))
+        if (old and seed is not None and old.get("model") == backend.name and old.get("messages") == messages
+                and old.get("sampling") == {**sampling, "request_seed": rseed}):
+            summary.reused += 1
+            if bar:
+                bar[0].advance(bar[1])
+            return old, None
         params = GenParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=rseed)
         try:
             c = await engine.complete(messages, params)
@@ -172,10 +186,13 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
             if bar:
                 bar[0].advance(bar[1])
         extra = {key: v for key, v in p.items() if key not in RESERVED}
-        return {"id": f"{p['id']}-{k}", "prompt_id": p["id"], "candidate": k, "prompt": judge_text(messages),
-                "messages": messages, "response": c.text, "model": backend.name,
-                "sampling": {**sampling, "request_seed": rseed}, "finish_reason": c.finish_reason,
-                "completion_tokens": c.usage.completion_tokens, **extra}, None
+        row = {"id": f"{p['id']}-{k}", "prompt_id": p["id"], "candidate": k, "prompt": judge_text(messages),
+               "messages": messages, "response": c.text, "model": backend.name,
+               "sampling": {**sampling, "request_seed": rseed}, "finish_reason": c.finish_reason,
+               "completion_tokens": c.usage.completion_tokens, **extra}
+        if on_row:
+            on_row(row)
+        return row, None
 
     try:
         results = await asyncio.gather(*(one(p, k) for p, k in jobs))
@@ -210,12 +227,13 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
            output: str | Path | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
            temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P, seed: int | None = DEFAULT_SEED,
            concurrency: int = 16, backend_options: dict | None = None, limit: int | None = None,
-           progress: bool = False) -> tuple[list[dict], SampleSummary]:
+           resume: bool = False, progress: bool = False) -> tuple[list[dict], SampleSummary]:
     """N candidates per prompt; `rlaif sample` calls this. Returns (candidate rows, summary).
 
     `model` is `provider/model` (default `local/default`, the embedded SmolLM2, batched) or a
     Backend. With `output` the rows are written there atomically. `limit` samples only the first
-    prompts (quick trials). Works inside a running event loop.
+    prompts (quick trials). `resume=True` journals candidates to `<output>.partial` as they arrive
+    and reuses a previous, interrupted run's journal. Works inside a running event loop.
     """
     problems = []
     if not isinstance(n, int) or n < 1:
@@ -235,12 +253,29 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
         raise RlaifError("bad sampling parameters:\n" + "\n".join(f"  - {p}" for p in problems))
     rows = read_prompts(prompts, limit)
     backend = model if (model is not None and not isinstance(model, str)) else get_backend(model, **(backend_options or {}))
-    out, summary = run_sync(sample_async(rows, n, backend, max_new_tokens=max_new_tokens, temperature=temperature,
-                                         top_p=top_p, seed=seed, concurrency=concurrency, progress=progress))
+    journal, done = None, {}
+    if resume and output is not None:
+        # candidates finished by an interrupted run (a line cut short by the crash is ignored)
+        jpath = Path(str(output) + ".partial")
+        if jpath.exists():
+            for _n, v in iter_jsonl(jpath):
+                if isinstance(v, dict) and "prompt_id" in v and "candidate" in v:
+                    done[(v["prompt_id"], v["candidate"])] = v
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        journal = JsonlWriter(jpath, mode="a")
+    try:
+        out, summary = run_sync(sample_async(rows, n, backend, max_new_tokens=max_new_tokens, temperature=temperature,
+                                             top_p=top_p, seed=seed, concurrency=concurrency, progress=progress,
+                                             done=done, on_row=journal.write if journal else None))
+    finally:
+        if journal:
+            journal.close()
     if not out:
         raise RlaifError(f"every one of the {summary.requested} sampling requests failed: "
                          + ", ".join(f"{k}={v}" for k, v in summary.failed.items()))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(output, out)
+        if journal:
+            os.remove(journal.path)      # the output is complete; the journal has done its job
     return out, summary

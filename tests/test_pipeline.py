@@ -79,6 +79,16 @@ def test_bad_prompt_rows_and_yaml_syntax_are_config_errors(tmp_path):
     assert load_config(config(tmp_path)).cfg.sample.n == 4
 
 
+def test_push_to_hub_without_token_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    prompts_file(tmp_path)
+    with pytest.raises(ConfigError, match="pairs.push_to_hub: --push-to-hub needs a Hugging Face token"):
+        run(config(tmp_path, pairs={"push_to_hub": "me/prefs"}))
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_check(tmp_path, capsys):
     from rlaif.cli import main
 
@@ -171,6 +181,35 @@ def test_kill_mid_stage_and_rerun_finishes_without_redoing_finished_stages(tmp_p
     assert a == b and a
     third = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and third.stderr.count("already done") == 3
+
+
+def test_kill_during_sampling_reuses_the_finished_candidates(tmp_path):
+    prompts_file(tmp_path, 8)
+    f = config(tmp_path, sample={"concurrency": 1, "options": {"latency": 0.1}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "rlaif", "run", str(f)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = tmp_path / "run" / "candidates.jsonl.partial"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "candidates.jsonl").exists()
+    finished = []
+    for line in journal.read_text().splitlines():
+        try:
+            finished.append(json.loads(line))
+        except json.JSONDecodeError:            # a line the kill cut short is not reused
+            pass
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{len(finished)} reused from an interrupted run" in out.stderr
+    rows = (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()
+    assert len(rows) == 32 and not journal.exists()
 
 
 # ---------------------------------------------------------------------------------------------

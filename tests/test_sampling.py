@@ -114,6 +114,26 @@ def test_limit_and_cli(tmp_path, capsys):
     assert len(out.read_text().splitlines()) == 4          # a failed run leaves the old output alone
 
 
+def test_resume_reuses_an_interrupted_runs_candidates(tmp_path):
+    from rlaif.backends.fake import FakeBackend
+
+    f = write(tmp_path, [{"id": f"q{i}", "prompt": f"question {i}"} for i in range(3)])
+    out = tmp_path / "c.jsonl"
+    full, _ = sample(f, 2, model="fake/hash", output=out, seed=4, resume=True)
+    assert not (tmp_path / "c.jsonl.partial").exists()          # removed once the output is complete
+    # an interrupted run: three candidates journaled, the fourth cut off mid-line
+    journal = tmp_path / "c.jsonl.partial"
+    journal.write_text("".join(json.dumps(r) + "\n" for r in full[:3]) + json.dumps(full[3])[:25])
+    be = FakeBackend("hash")
+    again, summary = sample(f, 2, model=be, output=out, seed=4, resume=True)
+    assert again == full and summary.reused == 3 and len(be.calls) == 3    # only the missing three were asked
+    # a journal from other settings is not reused
+    journal.write_text("".join(json.dumps(r) + "\n" for r in full))
+    be = FakeBackend("hash")
+    _, summary = sample(f, 2, model=be, output=out, seed=4, temperature=0.5, resume=True)
+    assert summary.reused == 0 and len(be.calls) == 6
+
+
 async def test_usable_inside_a_running_event_loop():
     rows, _ = sample(["hello"], 2, model="fake/hash")
     assert len(rows) == 2
