@@ -289,7 +289,8 @@ def _merge_candidates(rows: list[dict]) -> dict[str, tuple[list[dict], list[Cand
     prompts: dict[str, list[dict]] = {}
     for row in rows:
         pm = prompt_messages(row)
-        pid = str(row["prompt_id"]) if row.get("prompt_id") is not None else json.dumps(pm)
+        pid = (str(row["prompt_id"]) if row.get("prompt_id") is not None else   # else: the prompt's content hash
+               "p" + hashlib.sha256(json.dumps(pm, sort_keys=True).encode()).hexdigest()[:12])
         prompts.setdefault(pid, pm)
         cid = str(row["id"]) if row.get("id") is not None else (
             f"{pid}-{row['candidate']}" if row.get("candidate") is not None else row["response"])

@@ -71,6 +71,15 @@ def test_best_vs_worst_all_pairs_and_margin():
     assert far.pairs == [] and far.stats["dropped"]["prompts_without_pair"] == {"below_margin": 1}
 
 
+def test_rows_without_prompt_id_group_by_prompt():
+    rows = [{"prompt": "q1", "response": f"r{k}", "score": float(k), "mode": "absolute"} for k in range(3)]
+    rows += [{"prompt": "q2", "response": "same", "score": 1.0}, {"prompt": "q2", "response": "other", "score": 4.0}]
+    b = build_pairs_from_rows(rows, "absolute")
+    assert [(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in b.pairs] == [
+        ("q1", "r2", "r0"), ("q2", "other", "same")]
+    assert len({p["prompt_id"] for p in b.pairs}) == 2 and all(len(p["prompt_id"]) == 13 for p in b.pairs)
+
+
 def test_best_vs_random_is_seeded():
     rows = [cand("p", k, s) for k, s in enumerate([5.0, 1.0, 2.0, 3.0, 1.5])]
     picks = {build_pairs_from_rows(rows, "absolute", PairOptions(policy="best_vs_random", seed=s)).pairs[0]["rejected_id"]
