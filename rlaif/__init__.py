@@ -21,12 +21,15 @@ from rlaif.evaluate import evaluate
 from rlaif.gate import check_gate
 from rlaif.gold import rubric_diff, rubric_test
 from rlaif.judge import judge
+from rlaif.pairs import build_pairs
+from rlaif.pipeline import run
+from rlaif.sampling import sample
 from rlaif.records import Completion, GenParams, Judgment
 from rlaif.report import report
 from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
 
-_EAGER = ["judge", "load_rubric", "lint_rubric", "list_rubrics", "get_backend", "evaluate", "rubric_test",
+_EAGER = ["judge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics", "get_backend", "evaluate", "rubric_test",
           "rubric_diff", "check_gate", "report", "Completion", "GenParams", "Judgment", "RlaifError", "ConfigError",
           "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError"]
 

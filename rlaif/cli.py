@@ -356,6 +356,95 @@ def add_report(sub) -> None:
     p.add_argument("--output", "-o", required=True, help="HTML file to write")
     p.add_argument("--png", default=None, help="also write a summary image (needs Chromium: apt-get install chromium)")
     p.set_defaults(func=cmd_report)
+# sample | pairs | run   (sampling, preference datasets, pipelines)
+# ---------------------------------------------------------------------------------------------
+def cmd_sample(args) -> int:
+    from rlaif.sampling import sample
+
+    rows, summary = sample(args.prompts, args.n, model=args.model, output=args.output,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                           seed=args.seed, concurrency=args.concurrency, limit=args.limit, resume=args.resume,
+                           progress=not args.quiet)
+    if not args.output:
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False))
+    _stderr(summary.render() + (f"\nwrote {args.output}" if args.output else ""))
+    return 0
+
+
+def cmd_pairs(args) -> int:
+    from datasets.utils.logging import disable_progress_bar
+
+    from rlaif.pairs import build_pairs
+
+    disable_progress_bar()
+    res = build_pairs(args.judged, args.output, policy=args.policy, min_margin=args.min_margin,
+                      inconsistent=args.inconsistent, inconsistent_weight=args.inconsistent_weight,
+                      max_length_ratio=args.max_length_ratio, seed=args.seed, formats=args.format or [],
+                      push_to_hub_repo=args.push_to_hub, name=args.name)
+    print(res.render())
+    print(f"wrote {res.output} (load with datasets.load_from_disk; card in {res.output}/README.md)")
+    if res.url:
+        print(f"pushed to {res.url}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from rlaif.pipeline import run
+
+    result = run(args.config, force=args.force, validate_only=args.check)
+    if args.check:
+        print(f"{args.config}: ok")
+    else:
+        print(result.render())
+    return 0
+
+
+def add_sample_pairs_run(sub) -> None:
+    from rlaif.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+
+    p = sub.add_parser("sample", help="sample N candidate responses per prompt",
+                       description="Rows: `prompt` (a string or a list of {role, content} messages ending with a "
+                                   "user turn) and an optional `id`. One output row per candidate.")
+    p.add_argument("prompts", help="JSONL file of prompts")
+    p.add_argument("-n", type=int, default=DEFAULT_N, help=f"candidates per prompt (default {DEFAULT_N})")
+    p.add_argument("--model", "-m", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="same seed, same candidates")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="sample only the first N prompts")
+    p.add_argument("--resume", action="store_true",
+                   help="journal candidates to OUTPUT.partial and reuse an interrupted run's (needs -o)")
+    p.add_argument("--output", "-o", default=None, help="output JSONL (default: stdout)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    from rlaif.pairs import FORMATS, INCONSISTENT, POLICIES
+    p = sub.add_parser("pairs", help="build a TRL preference dataset (with card and bias audit) from judged rows",
+                       description="JUDGED is the output of `rlaif judge` (absolute, rank or pairwise).")
+    p.add_argument("judged", help="judged JSONL file")
+    p.add_argument("--output", "-o", required=True, help="dataset folder (datasets.save_to_disk + README.md card)")
+    p.add_argument("--policy", choices=POLICIES, default="best_vs_worst")
+    p.add_argument("--min-margin", type=float, default=None,
+                   help="smallest score gap that makes a pair (default: 0.25 for absolute scores, 0 otherwise)")
+    p.add_argument("--inconsistent", choices=INCONSISTENT, default="drop",
+                   help="what to do with verdicts that flip with presentation order")
+    p.add_argument("--inconsistent-weight", type=float, default=0.5)
+    p.add_argument("--max-length-ratio", type=float, default=None,
+                   help="drop pairs whose longer response is more than this many times the shorter (chars)")
+    p.add_argument("--seed", type=int, default=0, help="best_vs_random's choice")
+    p.add_argument("--format", action="append", choices=FORMATS, help="also export pairs.parquet / pairs.jsonl")
+    p.add_argument("--name", default=None, help="dataset name for the card")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload to the Hugging Face Hub (needs a token)")
+    p.set_defaults(func=cmd_pairs)
+
+    p = sub.add_parser("run", help="run a pipeline (sample → judge → pairs) from one YAML config, resumably")
+    p.add_argument("config", help="pipeline YAML")
+    p.add_argument("--check", action="store_true", help="validate the config only")
+    p.add_argument("--force", action="store_true", help="redo every stage even if done")
+    p.set_defaults(func=cmd_run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_judge(sub)
     add_rubric_test(add_rubric(sub))
     add_eval(sub)
+    add_sample_pairs_run(sub)
     add_report(sub)
     return parser
 
