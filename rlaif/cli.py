@@ -381,7 +381,8 @@ def cmd_pairs(args) -> int:
     res = build_pairs(args.judged, args.output, policy=args.policy, min_margin=args.min_margin,
                       inconsistent=args.inconsistent, inconsistent_weight=args.inconsistent_weight,
                       max_length_ratio=args.max_length_ratio, seed=args.seed, formats=args.format or [],
-                      push_to_hub_repo=args.push_to_hub, name=args.name)
+                      push_to_hub_repo=args.push_to_hub, name=args.name, min_kappa=args.min_kappa,
+                      rubric_test_result=args.rubric_test)
     print(res.render())
     print(f"wrote {res.output} (load with datasets.load_from_disk; card in {res.output}/README.md)")
     if res.url:
@@ -435,6 +436,9 @@ def add_sample_pairs_run(sub) -> None:
     p.add_argument("--max-length-ratio", type=float, default=None,
                    help="drop pairs whose longer response is more than this many times the shorter (chars)")
     p.add_argument("--seed", type=int, default=0, help="best_vs_random's choice")
+    p.add_argument("--min-kappa", type=float, default=None,
+                   help="export gate: refuse unless --rubric-test shows this rubric+judge reach at least this κ")
+    p.add_argument("--rubric-test", default=None, help="RESULT.json from `rlaif rubric test` (needed with --min-kappa)")
     p.add_argument("--format", action="append", choices=FORMATS, help="also export pairs.parquet / pairs.jsonl")
     p.add_argument("--name", default=None, help="dataset name for the card")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload to the Hugging Face Hub (needs a token)")

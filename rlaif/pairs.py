@@ -538,6 +538,8 @@ def render_card(stats: dict, meta: dict) -> str:
              f"- sampling: {', '.join('`' + json.dumps(x) + '`' for x in prov['sampling']) or 'unknown'}",
              f"- judging mode: {stats['mode']}",
              f"- pair policy: `{json.dumps(stats['policy'])}`",
+             *([f"- export gate: rubric test `{meta['gate'].get('result')}` vouches κ = {meta['gate'].get('kappa')} "
+                f"≥ {meta['gate'].get('min_kappa')}"] if meta.get("gate") else []),
              f"- built by rlaif {meta.get('rlaif_version')} at {meta.get('created')}", "",
              "## Statistics", "",
              "| count | value |", "|---|---|",
@@ -694,9 +696,14 @@ class PairsResult:
 def build_pairs(judged: str | Path | list[dict], output: str | Path | None = None, *, policy: str = "best_vs_worst",
                 min_margin: float | None = None, inconsistent: str = "drop", inconsistent_weight: float = 0.5,
                 max_length_ratio: float | None = None, seed: int = 0, formats: list[str] | tuple = (),
-                push_to_hub_repo: str | None = None, name: str | None = None) -> PairsResult:
+                push_to_hub_repo: str | None = None, name: str | None = None, min_kappa: float | None = None,
+                rubric_test_result: str | Path | None = None) -> PairsResult:
     """Judged rows → preference pairs; `rlaif pairs` calls this. With `output`, writes the dataset
-    folder (save_to_disk + README.md card + rlaif_stats.json [+ pairs.parquet / pairs.jsonl])."""
+    folder (save_to_disk + README.md card + rlaif_stats.json [+ pairs.parquet / pairs.jsonl]).
+
+    Export gate: with `min_kappa`, `rubric_test_result` (a `rlaif rubric test` RESULT.json) must
+    vouch for the very rubric (name@hash) and judge of the judged rows with κ ≥ min_kappa, or
+    nothing is built (rlaif.gate.GateError)."""
     from rlaif import __version__
 
     for fmt in formats:
@@ -706,6 +713,10 @@ def build_pairs(judged: str | Path | list[dict], output: str | Path | None = Non
     opts = PairOptions(policy=policy, min_margin=min_margin, inconsistent=inconsistent,
                        inconsistent_weight=inconsistent_weight, max_length_ratio=max_length_ratio, seed=seed)
     rows, _lines, mode, path = read_judged(judged)
+    gate = None
+    if min_kappa is not None:      # refuse a rubric that does not agree with people, before any work
+        from rlaif.gate import check_gate_rows
+        gate = check_gate_rows(rubric_test_result, min_kappa, rows)
     built = build_pairs_from_rows(rows, mode, opts)
     result = PairsResult(built.pairs, built.stats)
     if output is None:
@@ -715,7 +726,8 @@ def build_pairs(judged: str | Path | list[dict], output: str | Path | None = Non
                          + render_summary(built.stats))
     meta = {"name": name, "input": path,
             "input_sha256": sha256_file(path) if isinstance(judged, (str, Path)) else None,
-            "rlaif_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "rlaif_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "gate": gate}
     result.output = write_dataset(built.pairs, built.stats, output, formats=list(formats), meta=meta)
     if push_to_hub_repo:
         result.url = push_to_hub(result.output, push_to_hub_repo, token=token)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationError
 
 from rlaif.errors import ConfigError, Problem, RlaifError
 
@@ -80,6 +80,14 @@ class PairsConfig(_Strict):
     seed: int = 0
     formats: list[Literal["parquet", "jsonl"]] = Field(default_factory=list)
     push_to_hub: str | None = None
+    min_kappa: float | None = Field(None, ge=-1, le=1)    # export gate, with rubric_test (a RESULT.json)
+    rubric_test: str | None = None
+
+    @model_validator(mode="after")
+    def _gate_needs_a_result(self):
+        if self.min_kappa is not None and not self.rubric_test:
+            raise ValueError("min_kappa needs rubric_test: the RESULT.json of `rlaif rubric test` for this rubric")
+        return self
 
 
 class PipelineConfig(_Strict):
@@ -437,7 +445,9 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
     def do_pairs():
         res = build_pairs(judged, dataset, policy=pc.policy, min_margin=pc.min_margin, inconsistent=pc.inconsistent,
                           inconsistent_weight=pc.inconsistent_weight, max_length_ratio=pc.max_length_ratio,
-                          seed=pc.seed, formats=pc.formats, push_to_hub_repo=pc.push_to_hub, name=cfg.name)
+                          seed=pc.seed, formats=pc.formats, push_to_hub_repo=pc.push_to_hub, name=cfg.name,
+                          min_kappa=pc.min_kappa,
+                          rubric_test_result=loaded.resolve(pc.rubric_test) if pc.rubric_test else None)
         _say(res.render())
         return {"counts": res.stats["counts"], "dropped": res.stats["dropped"]}
 
