@@ -310,7 +310,7 @@ def test_eval_always_a_judge_gives_ties_and_counts_unscored(tiny, base_answers):
     from rlaif.backends.fake import FakeBackend
 
     def judge(messages, params):
-        u = messages[-1]["content"]
+        u = next(m["content"] for m in messages if m["role"] == "user")   # a re-ask appends messages
         return "no idea" if _between(u, "request") == PROMPTS[0] else "Better: A"
 
     rep = rlaif.evaluate(tiny / "adapter", tiny / "prompts.jsonl",
