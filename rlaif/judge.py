@@ -360,6 +360,8 @@ class JudgeSummary:
     consistent: int = 0
     consistency_checked: int = 0
     skipped: list = field(default_factory=list)      # InputErrors of rows skipped with skip_invalid
+    run: dict | None = None                          # engine totals: requests, cached, retries, tokens, cost
+    estimate: dict | None = None                     # dry run: requests, tokens, cost upper bound
 
     def add(self, j: Judgment) -> None:
         self.total += 1
@@ -384,7 +386,7 @@ class JudgeSummary:
     def to_dict(self) -> dict:
         return {"total": self.total, "scored": self.scored, "unscored": dict(self.unscored),
                 "histogram": dict(sorted(self.histogram.items())), "position_consistency": self.consistency,
-                "skipped_rows": [str(e) for e in self.skipped]}
+                "skipped_rows": [str(e) for e in self.skipped], "run": self.run, "estimate": self.estimate}
 
     def render(self) -> str:
         lines = [f"judged {self.total} rows: {self.scored} scored, {self.total - self.scored} unscored"]
@@ -397,6 +399,13 @@ class JudgeSummary:
                 lines.append(f"    {k:>8} {'#' * max(1, round(30 * n / width))} {n}")
         if self.consistency is not None:
             lines.append(f"  position consistency: {self.consistency:.1%} of {self.consistency_checked}")
+        if self.run:
+            from rlaif.cost import fmt_usd
+
+            r = self.run
+            lines.append(f"  requests: {r['requests']} ({r['cached']} from the ledger, {r['api_calls']} API calls, "
+                         f"{r['retries']} retries); tokens: {r['prompt_tokens']:,} in, {r['completion_tokens']:,} out; "
+                         f"cost: {fmt_usd(r['cost'])} (saved {fmt_usd(r['saved_by_cache'])} by the ledger)")
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} invalid input rows:")
             lines.extend(f"    {e}" for e in self.skipped[:20])
@@ -450,19 +459,155 @@ def _progress(enabled: bool, total: int, label: str):
     return p, p.add_task(f"judging with {label}", total=total)
 
 
+# ---------------------------------------------------------------------------------------------
+# judge(): the public function behind `rlaif judge` — files, resume, cache, cost, shards, batch
+# ---------------------------------------------------------------------------------------------
+PARTIAL_SUFFIX = ".partial"     # OUT.partial: the resumable work file; OUT appears only when complete
+INDEX_FIELD = "_rlaif_index"    # row position inside OUT.partial (removed from the final OUT)
+# Rows unscored for these reasons are judged again when a job resumes; any other verdict (a score,
+# parse_error, refused...) is final and kept.
+_TRANSIENT = ("budget", "timeout", "connection_error", "bad_response", "batch_pending")
+
+
+def _is_transient(error: str | None) -> bool:
+    return bool(error) and (error in _TRANSIENT or error.startswith("api_error"))
+
+
+def _job_fingerprint(rows, rub, backend, mode, cfg) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps([rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, cfg.generative,
+                         cfg.both_orders, cfg.rank_method, cfg.n_permutations]).encode())
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:32]
+
+
+def _read_partial(path: Path, fingerprint: str, n_rows: int) -> dict[int, dict]:
+    """Finished rows from OUT.partial: {index: output row}. A torn last line (the process died
+    mid-write) is cut off, so appending resumes from a valid prefix."""
+    import json
+    import os
+
+    done: dict[int, dict] = {}
+    with open(path, "rb") as f:
+        data = f.read()
+    good = 0
+    for n, raw in enumerate(data.splitlines(keepends=True)):
+        if not raw.endswith(b"\n"):
+            break                                   # torn write at the end
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError:
+            break
+        if n == 0:
+            if obj.get("_rlaif_job") != fingerprint:
+                raise RlaifError(f"{path} is the unfinished output of a different job (other input, rubric, judge "
+                                 "or options); delete it, or pass --fresh to start over")
+        else:
+            idx = obj.pop(INDEX_FIELD, None)
+            if not isinstance(idx, int) or not 0 <= idx < n_rows:
+                break
+            done[idx] = obj
+        good += len(raw)
+    if good == 0:       # died before even the header was whole: start the file again
+        _write_header(path, fingerprint)
+    elif good < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            f.flush()
+            os.fsync(f.fileno())
+    return done
+
+
+def _write_header(path: Path, fingerprint: str) -> None:
+    import json
+    import os
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"_rlaif_job": fingerprint}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _Progress:
+    """A rich progress bar with the live rate, spend and unscored count."""
+
+    def __init__(self, total: int, done: int, label: str, engine: Engine):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.engine = engine
+        self.p = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
+                          TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=Console(stderr=True), transient=False)
+        self.p.start()
+        self.t0 = __import__("time").monotonic()
+        self.done0 = done
+        self.unscored = 0
+        self.task = self.p.add_task(f"judging with {label}", total=total, completed=done, rate="", cost="",
+                                    unscored="")
+        self._update()
+
+    def _update(self):
+        from rlaif.cost import fmt_usd
+
+        st = self.engine.stats
+        el = max(1e-9, __import__("time").monotonic() - self.t0)
+        n = self.p.tasks[0].completed - self.done0
+        self.p.update(self.task, rate=f"{n / el:,.1f} rows/s",
+                      cost=f"spent {fmt_usd(st.cost if st.cost_known else None)} ({st.cached} cached)",
+                      unscored=f"unscored {self.unscored}")
+
+    def advance(self, j: Judgment):
+        self.unscored += bool(j.error)
+        self.p.advance(self.task)
+        self._update()
+
+    def stop(self):
+        self.p.stop()
+
+
 def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | Backend | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
           both_orders: bool = True, rank_method: str = "tournament", skip_invalid: bool = False,
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
-          progress: bool = False) -> tuple[list[dict], JudgeSummary]:
+          progress: bool = False, cache: bool | None = None, ledger: "Ledger | str | Path | None" = None,
+          rpm: float | None = None, tpm: float | None = None, timeout: float | None = None,
+          max_retries: int | None = None, max_cost: float | None = None, prices: str | Path | dict | None = None,
+          dry_run: bool = False, shard: str | tuple[int, int] | None = None, batch: bool = False,
+          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None,
+          backend_options: dict | None = None) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
 
     Returns (output rows, summary). Each output row is the input row plus the verdict fields
     (score/probs, or p_a/preference/consistent, or ranking), judge, rubric@hash, method, and
-    `error` (a reason code) for unscored rows. With `output`, rows are streamed to that JSONL
-    file in input order as they finish. Works inside a running event loop too.
+    `error` (a reason code) for unscored rows. Works inside a running event loop too.
+
+    With `output`, finished rows go to OUT.partial as they finish and OUT is written atomically at
+    the end: a job killed at any moment (SIGKILL included) and started again with the same
+    arguments resumes where it stopped; rows unscored for a transient reason (budget, api_error,
+    timeout) are judged again. Every successful API answer is kept in the request ledger, so
+    re-asking is free (`cache=None`: on for API judges, off for local/ and fake/ whose answers are
+    free and whose weights may change under the same name).
+
+    `max_cost` (USD) stops spending cleanly: the rest are unscored with error `budget`.
+    `dry_run` sends nothing and returns ([], summary) with `summary.estimate`.
+    `shard="i/n"` judges only that deterministic partition (see rlaif.shards).
+    `batch` sends the uncached requests through the provider's batch API (half price; see rlaif.batch).
     """
-    from rlaif.io import JsonlWriter, check_row, infer_mode, read_rows
+    import json
+    import os
+
+    from rlaif.cost import load_price_file
+    from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+    from rlaif.io import check_row, infer_mode, read_rows
+    from rlaif.ledger import Ledger
+    from rlaif.shards import parse_shard, select_shard
 
     rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
     needs_ref = rub.reference == "required"
@@ -476,23 +621,85 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         mode = mode or (infer_mode(rows[0]) if rows else "absolute")
         for n, row in enumerate(rows, 1):
             check_row(row, "<rows>", n, mode, needs_ref)
-    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
+    if shard is not None:
+        si, sn = parse_shard(shard) if isinstance(shard, str) else shard
+        rows = [rows[k] for k in select_shard(rows, si, sn)]
+    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **(backend_options or {}))
     cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs)
     method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
-    out_rows: list[dict] = []
-    writer = JsonlWriter(output) if output else None
 
-    def emit(i, j: Judgment):
-        row = {**rows[i], **j.to_row(), "method": method}
-        out_rows.append(row)
-        summary.add(j)
-        if writer:
-            writer.write(row)
+    # The engine: ledger, limits, retries, budget.
+    if cache is None:
+        cache = backend.name.split("/", 1)[0] not in ("local", "fake")
+    led = ledger if isinstance(ledger, Ledger) else (Ledger(ledger) if cache else None)
+    price_table = prices if isinstance(prices, dict) or prices is None else load_price_file(prices)
+
+    def make_engine(dry=False):
+        return Engine(backend, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                      timeout=timeout or DEFAULT_TIMEOUT, max_retries=DEFAULT_RETRIES if max_retries is None else max_retries,
+                      ledger=led, max_cost=None if dry else max_cost, prices=price_table, dry_run=dry)
 
     try:
-        run_sync(judge_rows_async(rows, rub, mode, judge=backend, config=cfg,
-                                  engine=Engine(backend, concurrency=concurrency), on_result=emit, progress=progress))
+        if dry_run:
+            eng = make_engine(dry=True)
+            run_sync(judge_rows_async(rows, rub, mode, judge=backend, config=cfg, engine=eng))
+            summary.estimate = eng.estimate.to_dict()
+            summary.estimate["rows"] = len(rows)
+            return [], summary
+
+        # Resume: rows already finished in OUT.partial are kept; only the rest are judged.
+        done: dict[int, dict] = {}
+        partial = None
+        if output:
+            out_path = Path(output)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
+            fp = _job_fingerprint(rows, rub, backend, mode, cfg)
+            if partial.exists() and not fresh:
+                done = _read_partial(partial, fp, len(rows))
+            else:
+                _write_header(partial, fp)
+        todo = [k for k in range(len(rows)) if k not in done or _is_transient(done[k].get("error"))]
+
+        if batch and todo:
+            from rlaif.batch import run_batch
+
+            run_batch([rows[k] for k in todo], rub, mode, backend, cfg, led, make_engine, poll=batch_poll)
+
+        eng = engine or make_engine()
+        bar = _Progress(len(rows), len(rows) - len(todo), backend.name, eng) if progress else None
+        pf = open(partial, "a", encoding="utf-8") if partial else None
+
+        def emit(pos, j: Judgment):
+            k = todo[pos]
+            row = {**rows[k], **j.to_row(), "method": method}
+            done[k] = row
+            if pf:   # one whole line per write, flushed: a kill leaves at most a torn last line
+                pf.write(json.dumps({INDEX_FIELD: k, **row}, ensure_ascii=False) + "\n")
+                pf.flush()
+            if bar:
+                bar.advance(j)
+
+        try:
+            run_sync(judge_rows_async([rows[k] for k in todo], rub, mode, judge=backend, config=cfg, engine=eng,
+                                      on_result=emit))
+        finally:
+            if pf:
+                pf.close()
+            if bar:
+                bar.stop()
+        out_rows = [done[k] for k in range(len(rows))]
+        for row in out_rows:
+            summary.add(Judgment(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),
+                                 score=row.get("score"), p_a=row.get("p_a"), preference=row.get("preference"),
+                                 consistent=row.get("consistent"), ranking=row.get("ranking"), error=row.get("error")))
+        summary.run = eng.stats.to_dict()
+        if output:
+            from rlaif.io import write_jsonl
+
+            write_jsonl(output, out_rows)     # atomic: temp file + rename
+            partial.unlink(missing_ok=True)
+        return out_rows, summary
     finally:
-        if writer:
-            writer.close()
-    return out_rows, summary
+        if led is not None and not isinstance(ledger, Ledger):
+            led.close()
