@@ -80,11 +80,20 @@ def load_price_file(path: str | Path) -> dict[str, Price]:
 
 @lru_cache(maxsize=1)
 def _litellm_table() -> dict:
+    """litellm.model_cost as LiteLLM loads it offline (LITELLM_LOCAL_MODEL_COST_MAP=True): its bundled
+    model_prices_and_context_window_backup.json. Read straight from the installed package, because
+    `import litellm` takes ~15 s on a small machine; imported only if that file has moved."""
+    import importlib.util
+
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    try:
-        import litellm
-    except ImportError:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.origin:
         return {}
+    bundled = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
+    if bundled.exists():
+        return json.loads(bundled.read_text(encoding="utf-8"))
+    import litellm
+
     return dict(litellm.model_cost)
 
 

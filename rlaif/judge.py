@@ -403,6 +403,9 @@ class JudgeSummary:
             from rlaif.cost import fmt_usd
 
             r = self.run
+            if r.get("rows_resumed") or r.get("rows_from_ledger"):
+                lines.append(f"  rows: {r.get('rows_resumed', 0)} resumed from the unfinished output, "
+                             f"{r.get('rows_from_ledger', 0)} verdicts read back from the ledger")
             lines.append(f"  requests: {r['requests']} ({r['cached']} from the ledger, {r['api_calls']} API calls, "
                          f"{r['retries']} retries); tokens: {r['prompt_tokens']:,} in, {r['completion_tokens']:,} out; "
                          f"cost: {fmt_usd(r['cost'])} (saved {fmt_usd(r['saved_by_cache'])} by the ledger)")
@@ -483,6 +486,19 @@ def _job_fingerprint(rows, rub, backend, mode, cfg) -> str:
     for r in rows:
         h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()[:32]
+
+
+def _verdict_keys(rows, rub, backend, mode, cfg) -> list[str]:
+    """One ledger key per row for its finished verdict (see rlaif.ledger, table `verdicts`)."""
+    import hashlib
+    import json
+
+    from rlaif import __version__
+
+    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode,
+                       cfg.generative, cfg.both_orders, cfg.rank_method, cfg.n_permutations, cfg.max_tokens])
+    return [hashlib.sha256((head + json.dumps(r, sort_keys=True, ensure_ascii=False)).encode()).hexdigest()
+            for r in rows]
 
 
 def _read_partial(path: Path, fingerprint: str, n_rows: int) -> dict[int, dict]:
@@ -660,6 +676,21 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
             else:
                 _write_header(partial, fp)
         todo = [k for k in range(len(rows)) if k not in done or _is_transient(done[k].get("error"))]
+        from_ledger = 0
+        vkeys = _verdict_keys(rows, rub, backend, mode, cfg) if (led is not None and engine is None) else None
+        if vkeys and todo:           # rows answered by an earlier run: no rendering, no calls
+            known = led.get_verdicts([vkeys[k] for k in todo])
+            if known:
+                lines = []
+                for k in todo:
+                    if vkeys[k] in known:
+                        done[k] = {**rows[k], **known[vkeys[k]]}
+                        lines.append(json.dumps({INDEX_FIELD: k, **done[k]}, ensure_ascii=False) + "\n")
+                if partial:
+                    with open(partial, "a", encoding="utf-8") as f:
+                        f.write("".join(lines))
+                todo = [k for k in todo if vkeys[k] not in known]
+                from_ledger = len(lines)
 
         if batch and todo:
             from rlaif.batch import run_batch
@@ -689,11 +720,16 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
             if bar:
                 bar.stop()
         out_rows = [done[k] for k in range(len(rows))]
+        if vkeys:
+            verdict_fields = lambda k: {f: v for f, v in done[k].items() if f not in rows[k] or v != rows[k][f]}
+            led.put_verdicts([(vkeys[k], verdict_fields(k)) for k in todo
+                              if k in done and not _is_transient(done[k].get("error"))])
         for row in out_rows:
             summary.add(Judgment(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),
                                  score=row.get("score"), p_a=row.get("p_a"), preference=row.get("preference"),
                                  consistent=row.get("consistent"), ranking=row.get("ranking"), error=row.get("error")))
-        summary.run = eng.stats.to_dict()
+        summary.run = {**eng.stats.to_dict(), "rows_resumed": len(rows) - len(todo) - from_ledger,
+                       "rows_from_ledger": from_ledger}
         if output:
             from rlaif.io import write_jsonl
 

@@ -5,6 +5,12 @@ is keyed by a hash of (model, rendered messages, generation parameters); a reque
 already here is answered from disk, so re-running a job (after a crash, a SIGKILL, a budget stop,
 or just to change the output file) makes zero API calls for the rows already answered.
 
+A second table, `verdicts`, keeps each finished output row under a hash of (rlaif version, rubric
+id with its templates' hash, judge, mode, judging options, input row): a verdict is a pure function
+of those and of the cached answers, so a fully answered re-run reads rows back in one batched query
+instead of rendering every prompt again (rendering in the Jinja sandbox costs ~0.3 ms a prompt).
+Rows unscored for a transient reason (budget, api_error, timeout) are not kept there.
+
 What is stored: the answer's text, option log-probabilities, top log-probabilities, token usage
 and cost. Not stored: failures (a 429 or a timeout must be retried next time, not replayed), and
 anything about credentials: the key hashes only model + messages + params, and backends never
@@ -44,6 +50,11 @@ CREATE TABLE IF NOT EXISTS responses (
     cost REAL,
     finish_reason TEXT,
     created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    row TEXT NOT NULL,
+    created REAL NOT NULL
 )
 """
 
@@ -51,7 +62,8 @@ CREATE TABLE IF NOT EXISTS responses (
 def request_key(model: str, messages: list[Message], params: GenParams | dict) -> str:
     """A stable hash of one request. Canonical JSON (sorted keys, no whitespace) so the same
     request hashes the same in every process and Python version."""
-    p = params.key() if isinstance(params, GenParams) else params
+    # Same as params.key(), without dataclasses.asdict's deep copy (this runs once per request).
+    p = {k: v for k, v in vars(params).items() if v is not None} if isinstance(params, GenParams) else params
     blob = json.dumps({"model": model, "messages": messages, "params": p}, sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -74,7 +86,7 @@ class Ledger:
         self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable across process kills
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple] = {}
         self._last_flush = time.monotonic()
@@ -139,6 +151,32 @@ class Ledger:
                     raise
                 self._pending.clear()
             self._last_flush = time.monotonic()
+
+    # -- verdicts: finished output rows, so a fully answered re-run skips rendering too ------------
+    def get_verdicts(self, keys: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, row FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, row in self._db.execute(q, chunk):
+                    out[k] = json.loads(row)
+        return out
+
+    def put_verdicts(self, items: list[tuple[str, dict]]) -> None:
+        """One transaction for all of them (called once per run, not per row)."""
+        if not items:
+            return
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)",
+                                     [(k, json.dumps(r, ensure_ascii=False), now) for k, r in items])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.flush()
