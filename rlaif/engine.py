@@ -239,19 +239,21 @@ class Engine:
                 await self.rpm.acquire(1)
             if self.tpm:
                 await self.tpm.acquire(est_tokens)
-            self._check_budget(reserve)
-            self._reserved += reserve
-            try:
-                async with sem:
+            async with sem:
+                # Checked again inside the slot: what is spent (or reserved by requests in flight)
+                # now is known, so concurrency cannot race past the budget.
+                self._check_budget(reserve)
+                self._reserved += reserve
+                try:
                     self.stats.api_calls += 1
                     c = await self._attempt(messages, params)
-            except BackendError as e:
-                err = e
-            else:
-                self._account(c, est_tokens)
-                return c
-            finally:
-                self._reserved -= reserve
+                except BackendError as e:
+                    err = e
+                else:
+                    self._account(c, est_tokens)
+                    return c
+                finally:
+                    self._reserved -= reserve
             if not is_retryable(err) or attempt == self.max_retries:
                 break
             if err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER:
