@@ -677,6 +677,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
                 _write_header(partial, fp)
         todo = [k for k in range(len(rows)) if k not in done or _is_transient(done[k].get("error"))]
         from_ledger = 0
+        batch_report = None
         vkeys = _verdict_keys(rows, rub, backend, mode, cfg) if (led is not None and engine is None) else None
         if vkeys and todo:           # rows answered by an earlier run: no rendering, no calls
             known = led.get_verdicts([vkeys[k] for k in todo])
@@ -695,7 +696,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         if batch and todo:
             from rlaif.batch import run_batch
 
-            run_batch([rows[k] for k in todo], rub, mode, backend, cfg, led, make_engine, poll=batch_poll)
+            batch_report = run_batch([rows[k] for k in todo], rub, mode, backend, cfg, led, make_engine, poll=batch_poll)
 
         eng = engine or make_engine()
         bar = _Progress(len(rows), len(rows) - len(todo), backend.name, eng) if progress else None
@@ -730,6 +731,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
                                  consistent=row.get("consistent"), ranking=row.get("ranking"), error=row.get("error")))
         summary.run = {**eng.stats.to_dict(), "rows_resumed": len(rows) - len(todo) - from_ledger,
                        "rows_from_ledger": from_ledger}
+        if batch_report:
+            summary.run["batch"] = batch_report
         if output:
             from rlaif.io import write_jsonl
 
