@@ -37,6 +37,7 @@ from rlaif.ledger import Ledger, request_key
 from rlaif.records import Completion, GenParams, Message, Usage
 
 T = TypeVar("T")
+_timeout = getattr(asyncio, "timeout", None)
 
 NEVER_RETRY = {400, 401, 403, 404, 413, 422}     # auth / validation: the same request fails the same way
 RETRY_STATUS = {408, 409, 425, 429}              # plus every 5xx
@@ -272,6 +273,9 @@ class Engine:
     async def _attempt(self, messages, params) -> Completion:
         """One backend call under the timeout; every failure comes out as a BackendError."""
         try:
+            if _timeout is not None:      # Python >= 3.11: no extra task per request (wait_for makes one)
+                async with _timeout(self.timeout):
+                    return await self.backend.complete(messages, params)
             return await asyncio.wait_for(self.backend.complete(messages, params), self.timeout)
         except BackendError:
             raise

@@ -712,9 +712,16 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
             if bar:
                 bar.advance(j)
 
+        async def run_and_close():
+            try:
+                await judge_rows_async([rows[k] for k in todo], rub, mode, judge=backend, config=cfg, engine=eng,
+                                       on_result=emit)
+            finally:   # an HTTP client's pool belongs to this event loop: close it before the loop ends
+                if hasattr(backend, "aclose"):
+                    await backend.aclose()
+
         try:
-            run_sync(judge_rows_async([rows[k] for k in todo], rub, mode, judge=backend, config=cfg, engine=eng,
-                                      on_result=emit))
+            run_sync(run_and_close())
         finally:
             if pf:
                 pf.close()

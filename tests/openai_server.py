@@ -27,6 +27,10 @@ import sys
 import time
 from collections import Counter
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:          # run as a script: make the repo's rlaif importable
+    sys.path.append(_ROOT)
+
 SCORE_TOKENS = ["1", "2", "3", "4", "5"]
 
 
@@ -164,6 +168,10 @@ def server_stats(base_url: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # A thin rlaif backend over AsyncOpenAI (tests and bench only; the real one is rlaif/backends/openai.py)
 # ---------------------------------------------------------------------------------------------
+from rlaif.errors import BackendError  # noqa: E402
+from rlaif.records import Completion, Usage  # noqa: E402
+
+
 class ThinOpenAIBackend:
     supports_logprobs = True
 
@@ -174,20 +182,37 @@ class ThinOpenAIBackend:
         self.name = f"testoai/{model}"
         self.model = model
         self.base_url = base_url or os.environ["TEST_OAI_BASE_URL"]
-        self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY", "sk-none"),
-                                          max_retries=0, timeout=timeout)
+        self._kw = dict(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY", "sk-none"),
+                        max_retries=0, timeout=timeout)
+        self._clients = {}      # one client per event loop: an httpx pool belongs to the loop that made it
+
+    def _client_for_loop(self):
+        import asyncio
+
+        import openai
+
+        loop = asyncio.get_running_loop()
+        c = self._clients.get(id(loop))
+        if c is None or c[0] is not loop:
+            c = self._clients[id(loop)] = (loop, openai.AsyncOpenAI(**self._kw))
+        return c[1]
+
+    async def aclose(self):
+        """Close the client of the running loop (rlaif.judge() calls this before its loop ends)."""
+        import asyncio
+
+        c = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if c is not None:
+            await c[1].close()
 
     async def complete(self, messages, params):
         import openai
-
-        from rlaif.errors import BackendError
-        from rlaif.records import Completion, Usage
 
         kw = dict(model=self.model, messages=messages, max_tokens=params.max_tokens, temperature=params.temperature)
         if params.top_logprobs:
             kw.update(logprobs=True, top_logprobs=params.top_logprobs)
         try:
-            r = await self._client.chat.completions.create(**kw)
+            r = await self._client_for_loop().chat.completions.create(**kw)
         except openai.APIStatusError as e:
             h = e.response.headers
             ra = None
