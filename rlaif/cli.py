@@ -26,6 +26,7 @@ def cmd_judge(args) -> int:
 
     rows, summary = judge(args.input, args.rubric, judge=args.judge, mode=args.mode, output=args.output,
                           generative=args.generative, both_orders=not args.one_order, rank_method=args.rank_method,
+                          tie_margin=args.tie_margin,
                           skip_invalid=args.skip_invalid, concurrency=args.concurrency,
                           prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
                           cache=False if args.no_cache else None, ledger=args.ledger, rpm=args.rpm, tpm=args.tpm,
@@ -83,7 +84,9 @@ def add_judge(sub) -> None:
     p.add_argument("--output", "-o", default=None, help="output JSONL (default: print to stdout)")
     p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
     p.add_argument("--one-order", action="store_true", help="pairwise: judge only the given A/B order (no position swap)")
-    p.add_argument("--rank-method", choices=["tournament", "listwise"], default="tournament")
+    p.add_argument("--rank-method", choices=["tournament", "listwise"], default="tournament",
+                   help="tournament: all pairs, both orders, Bradley-Terry (any judge); listwise: one generative call per permutation")
+    p.add_argument("--tie-margin", type=float, default=0.05, help="pairwise: |P(A)-0.5| at or below this is a tie")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed rows (reported) instead of stopping")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")
     _engine_options(p)
@@ -244,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stderr("interrupted; rows written so far are intact")
         return 130
+    except BrokenPipeError:            # `rlaif ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

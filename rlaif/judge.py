@@ -185,6 +185,9 @@ class JudgeConfig:
     n_permutations: int = 2             # listwise: identity and reversed
     prompts_dirs: list | None = None
     max_tokens: int = GENERATIVE_MAX_TOKENS
+    # pairwise: |P(A) - 0.5| below this is a tie. 0.05 because a judge whose two orders nearly
+    # cancel (P(A)=0.502) has not expressed a preference; the soft label p_a is kept either way.
+    tie_margin: float = 0.05
 
 
 class Judge:
@@ -288,7 +291,7 @@ class Judge:
         p_a = sum(w * x["p_a"] for w, x in zip(weights, res)) / sum(weights)
         orders = res[0]["orders"] if len(res) == 1 else [dict(o, criterion=c.name) for c, x in zip(r.criteria, res) for o in x["orders"]]
         consistent = None if res[0]["consistent"] is None else all(x["consistent"] for x in res)
-        pref = "tie" if abs(p_a - 0.5) < 1e-9 else ("a" if p_a > 0.5 else "b")
+        pref = "tie" if abs(p_a - 0.5) <= self.cfg.tie_margin else ("a" if p_a > 0.5 else "b")
         rationale = "\n\n".join(x["rationale"] for x in res if x["rationale"]) or None
         return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
                         orders=orders, rationale=rationale)
@@ -476,13 +479,20 @@ def _is_transient(error: str | None) -> bool:
     return bool(error) and (error in _TRANSIENT or error.startswith("api_error"))
 
 
+def _cfg_key(cfg) -> dict:
+    """Every judging option that can change a verdict (all of JudgeConfig but where templates are
+    looked up: the templates themselves are hashed into the rubric id)."""
+    import dataclasses
+
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "prompts_dirs"}
+
+
 def _job_fingerprint(rows, rub, backend, mode, cfg) -> str:
     import hashlib
     import json
 
     h = hashlib.sha256()
-    h.update(json.dumps([rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, cfg.generative,
-                         cfg.both_orders, cfg.rank_method, cfg.n_permutations]).encode())
+    h.update(json.dumps([rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, _cfg_key(cfg)]).encode())
     for r in rows:
         h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()[:32]
@@ -495,8 +505,7 @@ def _verdict_keys(rows, rub, backend, mode, cfg) -> list[str]:
 
     from rlaif import __version__
 
-    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode,
-                       cfg.generative, cfg.both_orders, cfg.rank_method, cfg.n_permutations, cfg.max_tokens])
+    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, _cfg_key(cfg)])
     return [hashlib.sha256((head + json.dumps(r, sort_keys=True, ensure_ascii=False)).encode()).hexdigest()
             for r in rows]
 
@@ -590,7 +599,8 @@ class _Progress:
 
 def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | Backend | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
-          both_orders: bool = True, rank_method: str = "tournament", skip_invalid: bool = False,
+          both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = 0.05,
+          skip_invalid: bool = False,
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
           progress: bool = False, cache: bool | None = None, ledger: "Ledger | str | Path | None" = None,
           rpm: float | None = None, tpm: float | None = None, timeout: float | None = None,
@@ -641,7 +651,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         si, sn = parse_shard(shard) if isinstance(shard, str) else shard
         rows = [rows[k] for k in select_shard(rows, si, sn)]
     backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **(backend_options or {}))
-    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs)
+    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, tie_margin=tie_margin,
+                      prompts_dirs=prompts_dirs)
     method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
 
     # The engine: ledger, limits, retries, budget.

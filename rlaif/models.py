@@ -51,9 +51,18 @@ def embedded_model_dir() -> Path:
     gguf = embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
+    import sys
+    print(f"rlaif: converting the embedded model once into {target} ...", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temp folder and rename: a crash mid-conversion never leaves a broken cache.
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:  # the GGUF reader's per-tensor progress bar: we printed one line instead
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        old_tqdm = gguf_utils.tqdm
+        gguf_utils.tqdm = lambda it, **kw: it
+    except (ImportError, AttributeError):
+        gguf_utils = None
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -73,9 +82,19 @@ def embedded_model_dir() -> Path:
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
+        if gguf_utils is not None:
+            gguf_utils.tqdm = old_tqdm
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _quiet_transformers() -> None:
+    """transformers prints a progress bar per load; rlaif shows its own progress instead."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def resolve_model_path(name: str) -> str:
@@ -91,6 +110,7 @@ def load_model(name: str = "default", *, dtype=None, device: str | None = None, 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     path = resolve_model_path(name)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
