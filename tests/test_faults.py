@@ -11,6 +11,7 @@ from openai_server import ThinOpenAIBackend, server_stats, start_server
 
 
 @pytest.mark.slow       # ~20-60 s on a busy 2-core machine
+@pytest.mark.ci         # an acceptance test: the default run and CI include it
 def test_1000_judgments_through_30_percent_faults(tmp_path):
     from rlaif import judge
     from rlaif.engine import Engine

@@ -52,6 +52,7 @@ def partial_lines(out: Path) -> int:
 
 
 @pytest.mark.slow      # ~6 interpreter starts: about a minute on a 2-core machine
+@pytest.mark.ci        # an acceptance test: the default run and CI include it
 def test_sigkill_at_several_points_then_resume_equals_uninterrupted(tmp_path, server):
     inp = write_input(tmp_path / "in.jsonl")
     ref = tmp_path / "ref.jsonl"
