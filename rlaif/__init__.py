@@ -15,9 +15,10 @@ from rlaif.judge import judge
 from rlaif.records import Completion, GenParams, Judgment
 from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
+from rlaif.shards import merge
 
 __all__ = [
-    "__version__", "judge", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
+    "__version__", "judge", "merge", "load_rubric", "lint_rubric", "list_rubrics", "get_backend",
     "Completion", "GenParams", "Judgment",
     "RlaifError", "ConfigError", "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError",
 ]

@@ -472,7 +472,7 @@ PARTIAL_SUFFIX = ".partial"     # OUT.partial: the resumable work file; OUT appe
 INDEX_FIELD = "_rlaif_index"    # row position inside OUT.partial (removed from the final OUT)
 # Rows unscored for these reasons are judged again when a job resumes; any other verdict (a score,
 # parse_error, refused...) is final and kept.
-_TRANSIENT = ("budget", "timeout", "connection_error", "bad_response", "batch_pending")
+_TRANSIENT = ("budget", "timeout", "connection_error", "bad_response")
 
 
 def _is_transient(error: str | None) -> bool:
