@@ -487,27 +487,33 @@ def _cfg_key(cfg) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "prompts_dirs"}
 
 
-def _job_fingerprint(rows, rub, backend, mode, cfg) -> str:
+def _canonical(rows) -> list[bytes]:
+    import json
+
+    return [json.dumps(r, sort_keys=True, ensure_ascii=False).encode() for r in rows]
+
+
+def _job_fingerprint(rows, rub, backend, mode, cfg, canon: list[bytes] | None = None) -> str:
     import hashlib
     import json
 
     h = hashlib.sha256()
     h.update(json.dumps([rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, _cfg_key(cfg)]).encode())
-    for r in rows:
-        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    for c in canon if canon is not None else _canonical(rows):
+        h.update(c)
     return h.hexdigest()[:32]
 
 
-def _verdict_keys(rows, rub, backend, mode, cfg) -> list[str]:
+def _verdict_keys(rows, rub, backend, mode, cfg, canon: list[bytes] | None = None) -> list[str]:
     """One ledger key per row for its finished verdict (see rlaif.ledger, table `verdicts`)."""
     import hashlib
     import json
 
     from rlaif import __version__
 
-    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, _cfg_key(cfg)])
-    return [hashlib.sha256((head + json.dumps(r, sort_keys=True, ensure_ascii=False)).encode()).hexdigest()
-            for r in rows]
+    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode,
+                       _cfg_key(cfg)]).encode()
+    return [hashlib.sha256(head + c).hexdigest() for c in (canon if canon is not None else _canonical(rows))]
 
 
 def _read_partial(path: Path, fingerprint: str, n_rows: int) -> dict[int, dict]:
@@ -545,6 +551,20 @@ def _read_partial(path: Path, fingerprint: str, n_rows: int) -> dict[int, dict]:
             f.flush()
             os.fsync(f.fileno())
     return done
+
+
+def _write_atomic(path: Path, rows: list[dict]) -> None:
+    """All rows to a temp file in one buffered write, fsync, then rename over `path`: readers see
+    the old file or the complete new one, never a half-written one."""
+    import json
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _write_header(path: Path, fingerprint: str) -> None:
@@ -677,11 +697,12 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         # Resume: rows already finished in OUT.partial are kept; only the rest are judged.
         done: dict[int, dict] = {}
         partial = None
+        canon = _canonical(rows) if (output or (led is not None and engine is None)) else None
         if output:
             out_path = Path(output)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
-            fp = _job_fingerprint(rows, rub, backend, mode, cfg)
+            fp = _job_fingerprint(rows, rub, backend, mode, cfg, canon)
             if partial.exists() and not fresh:
                 done = _read_partial(partial, fp, len(rows))
             else:
@@ -689,20 +710,15 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         todo = [k for k in range(len(rows)) if k not in done or _is_transient(done[k].get("error"))]
         from_ledger = 0
         batch_report = None
-        vkeys = _verdict_keys(rows, rub, backend, mode, cfg) if (led is not None and engine is None) else None
+        vkeys = _verdict_keys(rows, rub, backend, mode, cfg, canon) if (led is not None and engine is None) else None
         if vkeys and todo:           # rows answered by an earlier run: no rendering, no calls
+            # (not copied into OUT.partial: after a kill they are read back from the ledger again)
             known = led.get_verdicts([vkeys[k] for k in todo])
-            if known:
-                lines = []
-                for k in todo:
-                    if vkeys[k] in known:
-                        done[k] = {**rows[k], **known[vkeys[k]]}
-                        lines.append(json.dumps({INDEX_FIELD: k, **done[k]}, ensure_ascii=False) + "\n")
-                if partial:
-                    with open(partial, "a", encoding="utf-8") as f:
-                        f.write("".join(lines))
-                todo = [k for k in todo if vkeys[k] not in known]
-                from_ledger = len(lines)
+            for k in todo:
+                if vkeys[k] in known:
+                    done[k] = {**rows[k], **known[vkeys[k]]}
+                    from_ledger += 1
+            todo = [k for k in todo if vkeys[k] not in known]
 
         if batch and todo:
             from rlaif.batch import run_batch
@@ -752,9 +768,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
         if batch_report:
             summary.run["batch"] = batch_report
         if output:
-            from rlaif.io import write_jsonl
-
-            write_jsonl(output, out_rows)     # atomic: temp file + rename
+            _write_atomic(Path(output), out_rows)
             partial.unlink(missing_ok=True)
         return out_rows, summary
     finally:
