@@ -92,12 +92,13 @@ def rlaif_judge(url: str, rows: list[dict], kind: str, workdir: Path) -> tuple[f
     return len(rows) / el, len(rows) / cpu, s.run
 
 
-def distilabel(url: str, n: int, python: str | None) -> tuple[float | None, float | None, str]:
+def distilabel(url: str, n: int, python: str | None, pipeline: bool = False) -> tuple[float | None, float | None, str]:
     if not python or not Path(python).exists():
         return None, None, f"distilabel venv python not found ({python}); create it with: python -m venv " \
                      "--system-site-packages /work/venvs/distilabel && /work/venvs/distilabel/bin/pip install distilabel==1.5.3"
     r = subprocess.run([python, str(ROOT / "bench" / "_distilabel_ultrafeedback.py"), "--base-url", url, "--n", str(n),
-                        "--concurrency", str(CONCURRENCY)], capture_output=True, text=True)
+                        "--concurrency", str(CONCURRENCY)] + (["--pipeline"] if pipeline else []),
+                       capture_output=True, text=True)
     lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
     if r.returncode != 0 or not lines:
         return None, None, f"distilabel run failed: {r.stderr[-500:]}"
@@ -168,6 +169,7 @@ def main():
                             w, c, runinfo = rlaif_judge(url, make_rows(a.n, f"rlaif-lat{latency}-rep{rep}"), a.backend, wd)
                             ours, ours_cpu = max(ours, w), max(ours_cpu, c)
                 dl, dl_cpu, why = distilabel(url, a.distilabel_n, a.distilabel_python)
+                dlp, _, whyp = distilabel(url, a.distilabel_n, a.distilabel_python, pipeline=True)
                 ms = int(latency * 1000)
                 print(f"\n[{ms} ms latency]                wall-clock judgments/s   judgments per client CPU-second")
                 print(f"  raw AsyncOpenAI loop      {raw:10.1f}               {raw_cpu:10.1f}")
@@ -178,13 +180,16 @@ def main():
                 else:
                     print(f"  distilabel UltraFeedback  n/a: {why}")
                 print(f"  rlaif / raw               {ours / raw:10.2f}               {ours_cpu / raw_cpu:10.2f}   (target >= 0.9)")
+                print(f"  distilabel in a Pipeline  " + (f"{dlp:10.1f}   (as its docs run it; start-up included)" if dlp else f"n/a: {whyp}"))
                 if dl:
-                    print(f"  rlaif / distilabel        {ours / dl:10.2f}               {ours_cpu / dl_cpu:10.2f}   (target >= 2)")
+                    print(f"  rlaif / distilabel        {ours / dl:10.2f}               {ours_cpu / dl_cpu:10.2f}   (target >= 2; task driven directly)")
+                if dlp:
+                    print(f"  rlaif / distilabel Pipeline {ours / dlp:8.2f}")
                 if latency:
                     ideal = CONCURRENCY / latency
                     print(f"  fraction of ideal         {ours / ideal:10.2f}   (ideal {ideal:.0f}/s = {CONCURRENCY} in flight / {ms} ms;"
                           f" the raw loop reaches {raw / ideal:.2f})")
-                results[ms] = {"raw": raw, "rlaif": ours, "distilabel": dl, "raw_per_cpu_s": raw_cpu,
+                results[ms] = {"raw": raw, "rlaif": ours, "distilabel": dl, "distilabel_pipeline": dlp, "raw_per_cpu_s": raw_cpu,
                                "rlaif_per_cpu_s": ours_cpu, "distilabel_per_cpu_s": dl_cpu}
             finally:
                 proc.kill()
