@@ -24,15 +24,11 @@ def _stderr(msg: str) -> None:
 def cmd_judge(args) -> int:
     from rlaif.judge import judge
 
-    rows, summary = judge(args.input, args.rubric, judge=args.judge, mode=args.mode, output=args.output,
-                          generative=args.generative, both_orders=not args.one_order, rank_method=args.rank_method,
-                          tie_margin=args.tie_margin,
-                          skip_invalid=args.skip_invalid, concurrency=args.concurrency,
+    rows, summary = judge(args.input, _one_or_many(args.rubric), judge=_one_or_many(args.judge), mode=args.mode,
+                          output=args.output, generative=args.generative, both_orders=not args.one_order,
+                          rank_method=args.rank_method, tie_margin=args.tie_margin, skip_invalid=args.skip_invalid, concurrency=args.concurrency,
                           prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
-                          cache=False if args.no_cache else None, ledger=args.ledger, rpm=args.rpm, tpm=args.tpm,
-                          timeout=args.timeout, max_retries=args.max_retries, max_cost=args.max_cost,
-                          prices=args.prices, dry_run=args.dry_run, shard=args.shard, batch=args.batch,
-                          batch_poll=args.batch_poll, fresh=args.fresh)
+                          **api_judge_kwargs(args), **engine_kwargs(args))
     if args.dry_run:
         _stderr(_render_estimate(summary.estimate))
         return 0
@@ -46,6 +42,14 @@ def cmd_judge(args) -> int:
             _stderr(f"... {len(rows) - args.show} more in {args.output}")
     _stderr(summary.render())
     return 0
+
+
+def engine_kwargs(args) -> dict:
+    """The engine options of `rlaif judge` (limits, ledger, cost, resume, shards, batch) as judge() kwargs."""
+    return {"cache": False if args.no_cache else None, "ledger": args.ledger, "rpm": args.rpm, "tpm": args.tpm,
+            "timeout": args.timeout, "max_retries": args.max_retries, "max_cost": args.max_cost,
+            "prices": args.prices, "dry_run": args.dry_run, "shard": args.shard, "batch": args.batch,
+            "batch_poll": args.batch_poll, "fresh": args.fresh}
 
 
 def _render_estimate(e: dict) -> str:
@@ -78,8 +82,10 @@ def add_judge(sub) -> None:
                        description="Judge rows: `prompt`+`response` (absolute), `response_a`+`response_b` "
                                    "(pairwise), or `responses` (rank). The mode is inferred from the first row.")
     p.add_argument("input", help="JSONL file")
-    p.add_argument("--rubric", "-r", required=True, help="rubric name (e.g. helpfulness) or path to a YAML file")
-    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--rubric", "-r", required=True, action="append",
+                   help="rubric name (e.g. helpfulness) or path to a YAML file; repeat for a jury of rubrics")
+    p.add_argument("--judge", "-j", default=None, action="append",
+                   help="provider/model; default local/default (the embedded SmolLM2); repeat for a jury")
     p.add_argument("--mode", choices=["absolute", "pairwise", "rank"], default=None)
     p.add_argument("--output", "-o", default=None, help="output JSONL (default: print to stdout)")
     p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
@@ -92,6 +98,7 @@ def add_judge(sub) -> None:
     _engine_options(p)
     p.add_argument("--show", type=int, default=10, help="how many verdicts to print when writing to a file")
     p.add_argument("--quiet", "-q", action="store_true")
+    add_api_judge_options(p)
     _dirs(p)
     p.set_defaults(func=cmd_judge)
 
@@ -116,6 +123,38 @@ def _engine_options(p) -> None:
 def _dirs(p) -> None:
     p.add_argument("--rubrics-dir", action="append", default=None, help="extra rubric directory (searched first)")
     p.add_argument("--prompts-dir", action="append", default=None, help="extra template directory (searched first)")
+
+
+# ---------------------------------------------------------------------------------------------
+# judge: API judges and juries (options of `rlaif judge`)
+# ---------------------------------------------------------------------------------------------
+def _one_or_many(values):
+    """argparse 'append' gives a list; one value means a plain judge, several a jury."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
+def add_api_judge_options(p) -> None:
+    g = p.add_argument_group("API judges and juries")
+    g.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible server for openai/ and litellm/ judges (vLLM, llama.cpp, Ollama, "
+                        "transformers serve), e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL")
+    g.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="estimate probabilities from K sampled verdicts (for judges without logprobs; K x cost)")
+    g.add_argument("--no-structured", action="store_true",
+                   help="don't ask for JSON-schema / tool-use verdicts; parse prose instead")
+    g.add_argument("--no-repair", action="store_true", help="don't re-ask once when a verdict cannot be read")
+    g.add_argument("--max-tokens", type=int, default=512,
+                   help="generative verdicts: room for the rationale and the verdict line (default 512)")
+    g.add_argument("--aggregate", choices=["mean", "majority", "weighted"], default=None,
+                   help="jury aggregation over several --judge / --rubric (default mean)")
+    g.add_argument("--gold", default=None, help="JSONL rows with a gold label (gold/human/label) for --aggregate weighted")
+
+
+def api_judge_kwargs(args) -> dict:
+    return {"base_url": args.base_url, "samples": args.samples, "structured": False if args.no_structured else None,
+            "repair": not args.no_repair, "max_tokens": args.max_tokens, "aggregate": args.aggregate, "gold": args.gold}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +222,7 @@ def cmd_rubric_list(args) -> int:
 
 
 def add_rubric(sub):
-    p = sub.add_parser("rubric", help="author rubrics: lint, render, list")
+    p = sub.add_parser("rubric", help="author rubrics: lint, render, list, test, diff")
     rs = p.add_subparsers(dest="rubric_cmd", required=True)
     lp = rs.add_parser("lint", help="validate rubric files; lists every problem, exits 1 if any")
     lp.add_argument("paths", nargs="+", help="rubric files or names")
@@ -224,6 +263,254 @@ def add_merge(sub) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    from rlaif.evaluate import evaluate, render_table
+
+    report = evaluate(args.adapter, args.prompts, base=args.base, judge=args.judge, rubric=args.rubric,
+                      refusal_rubric=args.refusal_rubric, output=args.output, capability=args.capability,
+                      xstest=args.xstest, limit=args.limit, no_capability=args.no_capability,
+                      no_refusal=args.no_refusal, max_new_tokens=args.max_new_tokens,
+                      capability_max_new_tokens=args.capability_max_new_tokens, batch_size=args.batch_size,
+                      generative=args.generative, concurrency=args.concurrency, seed=args.seed,
+                      n_resamples=args.n_resamples, device=args.device, rubrics_dirs=args.rubrics_dir,
+                      prompts_dirs=args.prompts_dir, progress=not args.quiet)
+    from rich.console import Console
+
+    Console().print(render_table(report))
+    if args.output:
+        _stderr(f"report written to {args.output}")
+    return 0
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="judged win rate of a LoRA adapter vs its base, and the alignment tax",
+                       description="Generate greedy answers from the base model and from base+adapter, judge each "
+                                   "pair in both orders (win rate, bootstrap 95%% CI), and measure the alignment tax: "
+                                   "exact match on a capability set and refusal rates on XSTest's safe and unsafe prompts.")
+    p.add_argument("--adapter", "-a", required=True, help="LoRA adapter directory (output of `rlaif train ...`)")
+    p.add_argument("--prompts", "-p", required=True, help="held-out prompts JSONL (field `prompt`)")
+    p.add_argument("--base", default=None, help="base model (default: the adapter config's base_model_name_or_path); "
+                                               "'default' = the embedded SmolLM2")
+    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--rubric", "-r", default="helpfulness", help="rubric for the pairwise win rate")
+    p.add_argument("--refusal-rubric", default="over_refusal", help="rubric that classifies refusals (1..3)")
+    p.add_argument("--output", "-o", default=None, help="JSON report path")
+    p.add_argument("--capability", default=None, help="capability JSONL (question, answer[, aliases]); "
+                                                      "default examples/capability.jsonl")
+    p.add_argument("--xstest", default=None, help="XSTest prompts JSONL; default examples/xstest/xstest_prompts.jsonl")
+    p.add_argument("--limit", type=int, default=None, help="at most N items per set (stratified, deterministic)")
+    p.add_argument("--no-capability", action="store_true", help="skip the capability set")
+    p.add_argument("--no-refusal", action="store_true", help="skip the XSTest refusal rates")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--capability-max-new-tokens", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch size")
+    p.add_argument("--generative", action="store_true", help="the judge writes a rationale, then the verdict")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _dirs(p)
+    p.set_defaults(func=cmd_eval)
+# rubric test | diff  (testing a rubric against human labels: rlaif/gold.py)  and  report
+# ---------------------------------------------------------------------------------------------
+def cmd_rubric_test(args) -> int:
+    from rlaif.gold import print_result, rubric_test
+
+    res = rubric_test(args.rubric, args.gold, judge=args.judge, limit=args.limit, output=args.output,
+                      generative=args.generative, both_orders=not args.one_order, tie_margin=args.tie_margin,
+                      score_to_label=args.score_to_label, n_boot=args.bootstrap, seed=args.seed,
+                      concurrency=args.concurrency, rubrics_dirs=args.rubrics_dir, prompts_dirs=args.prompts_dir,
+                      progress=not args.quiet)
+    print_result(res)
+    if args.output:
+        _stderr(f"saved {args.output}")
+    if args.min_kappa is not None:
+        from rlaif.gate import GateError, check_gate
+
+        if not args.output:
+            k = res["metrics"][res["headline"]]["value"]
+            ok = k is not None and k >= args.min_kappa
+            msg = f"{res['headline']} = {k} {'>=' if ok else '<'} --min-kappa {args.min_kappa}"
+        else:
+            try:
+                check_gate(args.output, args.min_kappa, res["rubric"]["id"])
+                ok, msg = True, f"{res['headline']} passes --min-kappa {args.min_kappa}"
+            except GateError as e:
+                ok, msg = False, str(e)
+        _stderr(("PASS: " if ok else "FAIL: ") + msg)
+        return 0 if ok else 1
+    return 0
+
+
+def cmd_rubric_diff(args) -> int:
+    from rlaif.gold import print_diff, rubric_diff
+
+    res = rubric_diff(args.old, args.new, args.gold, output=args.output, n_boot=args.bootstrap, seed=args.seed,
+                      judge=args.judge, limit=args.limit, generative=args.generative,
+                      both_orders=not args.one_order, tie_margin=args.tie_margin, score_to_label=args.score_to_label,
+                      concurrency=args.concurrency, rubrics_dirs=args.rubrics_dir, prompts_dirs=args.prompts_dir,
+                      progress=not args.quiet)
+    print_diff(res, show=args.show)
+    if args.output:
+        _stderr(f"saved {args.output}")
+    return 0
+
+
+def _gold_options(p) -> None:
+    p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--limit", type=int, default=None, help="judge a seeded random subset of N gold items")
+    p.add_argument("--seed", type=int, default=0, help="seed of --limit's subset and of the bootstrap")
+    p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
+    p.add_argument("--one-order", action="store_true", help="pairwise: judge only the given A/B order (no swap)")
+    p.add_argument("--tie-margin", type=float, default=0.0,
+                   help="pairwise: also call a tie when |P(A better) - 0.5| <= this (default 0: only "
+                        "verdicts that flip when A and B swap are ties)")
+    p.add_argument("--score-to-label", choices=["round", "argmax"], default="round",
+                   help="absolute: expected score rounded to the nearest point (default), or the most probable point")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--quiet", "-q", action="store_true")
+    _dirs(p)
+
+
+def add_rubric_test(rs) -> None:
+    tp = rs.add_parser("test", help="measure a rubric's agreement with human labels on a gold set",
+                       description="Judge a gold set (pairwise rows with human a/b/tie, or absolute rows with a "
+                                   "human score or label) and report κ, accuracy, biases and CIs next to baselines.")
+    tp.add_argument("rubric", help="rubric name or path")
+    tp.add_argument("--gold", "-g", required=True, help="gold JSONL (e.g. examples/gold/human_pairs_dev.jsonl)")
+    tp.add_argument("--output", "-o", default=None, help="save the result JSON (input of rlaif report and the gate)")
+    tp.add_argument("--min-kappa", type=float, default=None, help="exit 1 if the headline κ is below this")
+    _gold_options(tp)
+    tp.set_defaults(func=cmd_rubric_test)
+    dp = rs.add_parser("diff", help="compare two rubric versions on the same gold set",
+                       description="Both versions on the same gold items: each metric's change with a paired "
+                                   "bootstrap CI, and the items where they disagree. OLD/NEW may be rubrics or "
+                                   "saved rubric-test results (.json).")
+    dp.add_argument("old")
+    dp.add_argument("new")
+    dp.add_argument("--gold", "-g", default=None, help="gold JSONL (not needed when OLD and NEW are results)")
+    dp.add_argument("--output", "-o", default=None, help="save the diff JSON")
+    dp.add_argument("--show", type=int, default=10, help="how many disagreeing items to print")
+    _gold_options(dp)
+    dp.set_defaults(func=cmd_rubric_diff)
+
+
+def cmd_report(args) -> int:
+    from rlaif.report import report
+
+    out = report(args.input, args.output, png=args.png)
+    _stderr(f"wrote {out['html']}" + (f" and {out['png']}" if out.get("png") else ""))
+    return 0
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="a self-contained HTML report (and --png summary) of a result",
+                       description="Render a rubric-test result (JSON), a judged JSONL, a rubric diff or an eval "
+                                   "report (JSON) as one HTML file with inline SVG plots; no network, no scripts.")
+    p.add_argument("input", help="RESULT.json from `rlaif rubric test`, a judged .jsonl, or an eval JSON")
+    p.add_argument("--output", "-o", required=True, help="HTML file to write")
+    p.add_argument("--png", default=None, help="also write a summary image (needs Chromium: apt-get install chromium)")
+    p.set_defaults(func=cmd_report)
+# sample | pairs | run   (sampling, preference datasets, pipelines)
+# ---------------------------------------------------------------------------------------------
+def cmd_sample(args) -> int:
+    from rlaif.sampling import sample
+
+    rows, summary = sample(args.prompts, args.n, model=args.model, output=args.output,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                           seed=args.seed, concurrency=args.concurrency, limit=args.limit, resume=args.resume,
+                           progress=not args.quiet)
+    if not args.output:
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False))
+    _stderr(summary.render() + (f"\nwrote {args.output}" if args.output else ""))
+    return 0
+
+
+def cmd_pairs(args) -> int:
+    from datasets.utils.logging import disable_progress_bar
+
+    from rlaif.pairs import build_pairs
+
+    disable_progress_bar()
+    res = build_pairs(args.judged, args.output, policy=args.policy, min_margin=args.min_margin,
+                      inconsistent=args.inconsistent, inconsistent_weight=args.inconsistent_weight,
+                      max_length_ratio=args.max_length_ratio, seed=args.seed, formats=args.format or [],
+                      push_to_hub_repo=args.push_to_hub, name=args.name, min_kappa=args.min_kappa,
+                      rubric_test_result=args.rubric_test)
+    print(res.render())
+    print(f"wrote {res.output} (load with datasets.load_from_disk; card in {res.output}/README.md)")
+    if res.url:
+        print(f"pushed to {res.url}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from rlaif.pipeline import run
+
+    result = run(args.config, force=args.force, validate_only=args.check)
+    if args.check:
+        print(f"{args.config}: ok")
+    else:
+        print(result.render())
+    return 0
+
+
+def add_sample_pairs_run(sub) -> None:
+    from rlaif.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+
+    p = sub.add_parser("sample", help="sample N candidate responses per prompt",
+                       description="Rows: `prompt` (a string or a list of {role, content} messages ending with a "
+                                   "user turn) and an optional `id`. One output row per candidate.")
+    p.add_argument("prompts", help="JSONL file of prompts")
+    p.add_argument("-n", type=int, default=DEFAULT_N, help=f"candidates per prompt (default {DEFAULT_N})")
+    p.add_argument("--model", "-m", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="same seed, same candidates")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="sample only the first N prompts")
+    p.add_argument("--resume", action="store_true",
+                   help="journal candidates to OUTPUT.partial and reuse an interrupted run's (needs -o)")
+    p.add_argument("--output", "-o", default=None, help="output JSONL (default: stdout)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    from rlaif.pairs import FORMATS, INCONSISTENT, POLICIES
+    p = sub.add_parser("pairs", help="build a TRL preference dataset (with card and bias audit) from judged rows",
+                       description="JUDGED is the output of `rlaif judge` (absolute, rank or pairwise).")
+    p.add_argument("judged", help="judged JSONL file")
+    p.add_argument("--output", "-o", required=True, help="dataset folder (datasets.save_to_disk + README.md card)")
+    p.add_argument("--policy", choices=POLICIES, default="best_vs_worst")
+    p.add_argument("--min-margin", type=float, default=None,
+                   help="smallest score gap that makes a pair (default: 0.25 for absolute scores, 0 otherwise)")
+    p.add_argument("--inconsistent", choices=INCONSISTENT, default="drop",
+                   help="what to do with verdicts that flip with presentation order")
+    p.add_argument("--inconsistent-weight", type=float, default=0.5)
+    p.add_argument("--max-length-ratio", type=float, default=None,
+                   help="drop pairs whose longer response is more than this many times the shorter (chars)")
+    p.add_argument("--seed", type=int, default=0, help="best_vs_random's choice")
+    p.add_argument("--min-kappa", type=float, default=None,
+                   help="export gate: refuse unless --rubric-test shows this rubric+judge reach at least this κ")
+    p.add_argument("--rubric-test", default=None, help="RESULT.json from `rlaif rubric test` (needed with --min-kappa)")
+    p.add_argument("--format", action="append", choices=FORMATS, help="also export pairs.parquet / pairs.jsonl")
+    p.add_argument("--name", default=None, help="dataset name for the card")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload to the Hugging Face Hub (needs a token)")
+    p.set_defaults(func=cmd_pairs)
+
+    p = sub.add_parser("run", help="run a pipeline (sample → judge → pairs) from one YAML config, resumably")
+    p.add_argument("config", help="pipeline YAML")
+    p.add_argument("--check", action="store_true", help="validate the config only")
+    p.add_argument("--force", action="store_true", help="redo every stage even if done")
+    p.set_defaults(func=cmd_run)
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from rlaif import __version__
 
@@ -231,7 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlaif {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_judge(sub)
-    add_rubric(sub)
+    add_rubric_test(add_rubric(sub))
+    add_eval(sub)
+    add_sample_pairs_run(sub)
+    add_report(sub)
     add_merge(sub)
     return parser
 

@@ -13,12 +13,21 @@ Three modes:
   "listwise": one generative call per permutation of the list (identity and reversed by default),
   aggregated by mean Borda position; n_permutations calls, needs a judge that can write a ranking.
 
+Generative verdicts are read in three steps: (1) structured output where the provider has it
+(OpenAI json_schema, Anthropic tool use, LiteLLM where listed), else the "Score: N" line; (2) if
+that fails, the judge is re-asked ONCE with the parse error appended; (3) if the second reply is
+unreadable too, tolerant patterns ("4/5", "Response B is better", "[[A]]") are tried on both
+replies. Each row records how its verdict was read in `parse` (json | text | repaired | tolerant).
+A judge's refusal is not re-asked (`refused`). Without log-probabilities (Anthropic), `samples=k`
+estimates the distribution / P(A) from k samples at temperature 1 (opt-in: it costs k calls).
+
 A verdict that cannot be parsed is unscored with a reason code in `error`, never a made-up number.
 Rubrics with several criteria are judged per criterion and combined with the criteria's weights.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import sys
@@ -36,6 +45,7 @@ from rlaif.templates import render_messages
 
 GENERATIVE_MAX_TOKENS = 512     # room for a short rationale and the verdict line
 TOP_LOGPROBS = 20               # OpenAI's maximum; enough to find every score token in practice
+URL_PROVIDERS = ("openai", "litellm")   # the providers a --base-url (an OpenAI-compatible server) applies to
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +154,131 @@ def parse_ranking(text: str, n: int) -> Parsed:
     return Parsed([x - 1 for x in nums], text[:cut].strip() if cut > 0 else None)
 
 
+PARSE_STRENGTH = ["json", "text", "repaired", "tolerant"]     # weakest last: a row reports its weakest read
+
+
+def verdict_schema(kind: str, lo: int = 1, hi: int = 5, n: int = 0) -> dict:
+    """The JSON schema a structured-output judge must fill (OpenAI strict mode compatible:
+    every property required, no additional properties; enums instead of min/max)."""
+    if kind == "score":
+        field = {"score": {"type": "integer", "enum": list(range(lo, hi + 1))}}
+    elif kind == "preference":
+        field = {"better": {"type": "string", "enum": ["A", "B"]}}
+    else:
+        field = {"ranking": {"type": "array", "items": {"type": "integer", "enum": list(range(1, n + 1))},
+                             "description": "response numbers from best to worst"}}
+    return {"type": "object", "properties": {"rationale": {"type": "string"}, **field},
+            "required": ["rationale", *field], "additionalProperties": False}
+
+
+_JSON_RE = re.compile(r"\{.*\}", re.S)
+
+
+def parse_json_verdict(text: str, kind: str, lo: int = 1, hi: int = 5, n: int = 0) -> Parsed | None:
+    """The verdict from a JSON object in `text` (bare, or inside ``` fences). None if `text` holds
+    no JSON object at all (the caller then reads it as prose); a Parsed with an error if it holds
+    one with a missing or invalid field."""
+    m = _JSON_RE.search(text or "")
+    if not m:
+        return None
+    try:
+        obj = json.loads(m.group(0))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    rationale = obj.get("rationale") if isinstance(obj.get("rationale"), str) else None
+    key = {"score": "score", "preference": "better", "ranking": "ranking"}[kind]
+    if key not in obj:
+        return Parsed(None, rationale, "parse_error", f"JSON verdict has no '{key}' field: {text[:200]!r}")
+    v = obj[key]
+    if kind == "score":
+        if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not lo <= v <= hi:
+            return Parsed(None, rationale, "parse_error", f"JSON score {v!r} is not an integer in {lo}..{hi}")
+        return Parsed(int(v), rationale)
+    if kind == "preference":
+        letter = str(v).strip().strip("[]()*").upper().replace("RESPONSE", "").strip()
+        if letter not in ("A", "B"):
+            return Parsed(None, rationale, "parse_error", f"JSON 'better' {v!r} is not A or B")
+        return Parsed(letter, rationale)
+    if not isinstance(v, list) or sorted(int(x) for x in v if str(x).lstrip("-").isdigit()) != list(range(1, n + 1)) \
+            or len(v) != n:
+        return Parsed(None, rationale, "parse_error", f"JSON ranking {v!r} is not a permutation of 1..{n}")
+    return Parsed([int(x) - 1 for x in v], rationale)
+
+
+def parse_verdict(text: str, kind: str, lo: int = 1, hi: int = 5, n: int = 0) -> Parsed:
+    """Step 1 of reading a generative verdict: a JSON object if there is one, else the prose format."""
+    j = parse_json_verdict(text, kind, lo, hi, n)
+    if j is not None:
+        return j
+    if kind == "score":
+        return parse_score(text, lo, hi)
+    if kind == "preference":
+        return parse_preference(text)
+    return parse_ranking(text, n)
+
+
+_TOLERANT_SCORE = [
+    r"(-?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*{hi}\b",                       # "4/5", "4 out of 5"
+    r"\b(?:score|rating|grade|verdict)\s*(?:is|of|would be|:|=)?\s*(?:an?\s+)?\**\s*(-?\d+(?:\.\d+)?)",  # "rating of 4"
+    r"\b(?:rate|give|grade|score)\s+(?:it|this|this response|the response)\s+(?:an?\s+|as\s+)?\**\s*(-?\d+(?:\.\d+)?)",
+    r"\*\*\s*(-?\d+(?:\.\d+)?)\s*\*\*",                                     # "**4**"
+    r"\[\[\s*(-?\d+(?:\.\d+)?)\s*\]\]",                                     # "[[4]]" (MT-bench style)
+]
+_TOLERANT_PREF = [
+    r"\[\[\s*([AB])\s*\]\]",
+    r"\b(?:response|assistant|answer|output|option)\s*\(?([AB])\)?\s+(?:is|was|seems|appears)\s+(?:\w+\s+){0,2}?"
+    r"(?:better|superior|preferred|stronger|more\s+\w+)",
+    r"\bprefer(?:red|able)?\s*(?:is\s*)?:?\s*\**\s*(?:response\s*)?\(?([AB])\b",
+    r"\b(?:winner|choice|verdict|answer)\s*(?:is|:)\s*\**\s*(?:response\s*)?\(?([AB])\b",
+]
+
+
+def tolerant_parse(text: str, kind: str, lo: int = 1, hi: int = 5, n: int = 0) -> Parsed:
+    """Step 3, the last resort: looser patterns a judge's prose commonly uses. The last match in
+    the text wins (judges conclude at the end); a value outside the scale never counts."""
+    text = (text or "").strip()
+    if kind == "score":
+        found = []
+        for pat in _TOLERANT_SCORE:
+            for m in re.finditer(pat.format(hi=hi), text, re.I):
+                found.append((m.start(), m.group(1)))
+        last_line = text.splitlines()[-1].strip() if text else ""
+        if not found and len(last_line.split()) <= 3:   # weakest: a short last line ("So: 4"), not an echoed level text
+            found = [(0, x) for x in re.findall(r"(?<![\d.])(\d+)(?![\d.])", last_line)[-1:]]
+        for _, raw in sorted(found, reverse=True):
+            v = float(raw)
+            if v == int(v) and lo <= v <= hi:
+                return Parsed(int(v))
+    elif kind == "preference":
+        found = [(m.start(), m.group(1).upper()) for pat in _TOLERANT_PREF for m in re.finditer(pat, text, re.I)]
+        if found:
+            return Parsed(max(found)[1])
+    else:
+        sep = r"\s*(?:>>?|,|->|→)\s*"
+        for m in reversed(list(re.finditer(r"\d+(?:" + sep + r"\d+)+", text))):
+            nums = [int(x) for x in re.findall(r"\d+", m.group(0))]
+            if sorted(nums) == list(range(1, n + 1)):
+                return Parsed([x - 1 for x in nums])
+    return Parsed(None, text or None, "parse_error", f"no {kind} found in reply, even loosely: {text[:200]!r}")
+
+
+def repair_prompt(kind: str, detail: str, lo: int, hi: int, n: int, structured: bool) -> str:
+    """The one follow-up message sent when a verdict could not be read."""
+    if structured:
+        want = {"score": f'a JSON object {{"rationale": "...", "score": N}} with N an integer from {lo} to {hi}',
+                "preference": 'a JSON object {"rationale": "...", "better": "A" or "B"}',
+                "ranking": f'a JSON object {{"rationale": "...", "ranking": [...]}} listing 1..{n} best first'}[kind]
+    else:
+        want = {"score": f'the final line exactly as "Score: N", N an integer from {lo} to {hi}',
+                "preference": 'the final line exactly as "Better: A" or "Better: B"',
+                "ranking": f'the final line exactly as "Ranking: " and the numbers 1..{n} best first, joined by " > "'}[kind]
+    return f"Your reply could not be read ({detail}). Reply again with {want}."
+
+
 def bradley_terry(wins: list[list[float]], iters: int = 200, tol: float = 1e-9) -> list[float]:
     """Bradley-Terry strengths from a (soft) win matrix, wins[i][j] = how often i beat j.
     Minorise-maximise updates (Hunter 2004); returns log-strengths centred on 0. A small prior
@@ -188,6 +323,26 @@ class JudgeConfig:
     # pairwise: |P(A) - 0.5| below this is a tie. 0.05 because a judge whose two orders nearly
     # cancel (P(A)=0.502) has not expressed a preference; the soft label p_a is kept either way.
     tie_margin: float = 0.05
+    # None = use structured output (JSON schema / tool use) wherever the backend supports it.
+    structured: bool | None = None
+    repair: bool = True                 # re-ask once when a verdict cannot be read
+    samples: int = 0                    # k > 1: estimate probabilities from k sampled verdicts (opt-in)
+    sample_temperature: float = 1.0     # the provider's default sampling; 0 would make k samples identical
+
+
+@dataclass
+class _Verdict:
+    """One judge call's reading: a value (score, "A"/"B", ranking) or an error; how it was read."""
+    value: object | None = None
+    rationale: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    parse: str | None = None
+
+
+def _weakest(parses) -> str | None:
+    ps = [p for p in parses if p]
+    return max(ps, key=PARSE_STRENGTH.index) if ps else None
 
 
 class Judge:
@@ -198,13 +353,19 @@ class Judge:
         self.rubric, self.backend = rubric, backend
         self.engine = engine or Engine(backend)
         self.cfg = config or JudgeConfig()
+        if self.cfg.samples and self.cfg.samples > 1:
+            self.cfg.generative = True     # sampling reads generated verdicts
         if not self.cfg.generative and not getattr(backend, "supports_logprobs", False):
             self.cfg.generative = True     # decided up front and recorded in every row, not a silent fallback
+        structured = self.cfg.structured
+        self.structured = bool(getattr(backend, "supports_json_schema", False)) if structured is None else structured
         self.options_scale = [str(p) for p in rubric.scale.points]
 
     @property
     def method(self) -> str:
-        return "generative" if self.cfg.generative else "logprobs"
+        if not self.cfg.generative:
+            return "logprobs"
+        return "samples" if self.cfg.samples and self.cfg.samples > 1 else "generative"
 
     def _params(self, options: list[str]) -> GenParams:
         if self.cfg.generative:
@@ -214,26 +375,85 @@ class Judge:
     async def _call(self, messages, options):
         return await self.engine.complete(messages, self._params(options))
 
+    # -- generative verdicts: structured → parse → re-ask once → tolerant ------------------------
+    async def _verdict(self, msgs: list[dict], kind: str, n: int = 0, seed: int | None = None) -> _Verdict:
+        lo, hi = self.rubric.scale.min, self.rubric.scale.max
+        schema = verdict_schema(kind, lo, hi, n) if self.structured else None
+        temperature = self.cfg.sample_temperature if seed is not None else 0.0
+        # `seed` also makes each sample its own request-ledger entry (the key includes params).
+        params = GenParams(max_tokens=self.cfg.max_tokens, temperature=temperature, seed=seed, json_schema=schema)
+        if schema is not None:
+            field = {"score": f'"score" (an integer from {lo} to {hi})', "preference": '"better" ("A" or "B")',
+                     "ranking": f'"ranking" (the response numbers 1..{n}, best first)'}[kind]
+            msgs = msgs[:-1] + [dict(msgs[-1], content=msgs[-1]["content"] +
+                                     f'\n\nAnswer as a JSON object with "rationale" (two or three sentences) and {field}.')]
+        c = await self.engine.complete(msgs, params)
+        if c.finish_reason in ("refusal", "content_filter"):
+            return _Verdict(None, c.text or None, "refused", f"the judge declined ({c.finish_reason}): {c.text[:200]!r}")
+        first = parse_verdict(c.text, kind, lo, hi, n)
+        if first.error is None:
+            how = "json" if parse_json_verdict(c.text, kind, lo, hi, n) is not None else "text"
+            return _Verdict(first.value, first.rationale, parse=how)
+        if first.error == "refused" or not self.cfg.repair:
+            t = tolerant_parse(c.text, kind, lo, hi, n) if first.error != "refused" else first
+            if t.error is None:
+                return _Verdict(t.value, c.text.strip() or None, parse="tolerant")
+            return _Verdict(None, first.rationale, first.error, first.detail)
+        retry = msgs + [{"role": "assistant", "content": c.text},
+                        {"role": "user", "content": repair_prompt(kind, first.detail or first.error, lo, hi, n, self.structured)}]
+        c2 = await self.engine.complete(retry, params)
+        second = parse_verdict(c2.text, kind, lo, hi, n)
+        if second.error is None and c2.finish_reason not in ("refusal", "content_filter"):
+            return _Verdict(second.value, second.rationale or first.rationale, parse="repaired")
+        for text in (c2.text, c.text):
+            t = tolerant_parse(text, kind, lo, hi, n)
+            if t.error is None:
+                return _Verdict(t.value, text.strip() or None, parse="tolerant")
+        code = "refused" if (second.error == "refused" or c2.finish_reason in ("refusal", "content_filter")) else "parse_error"
+        return _Verdict(None, first.rationale, code, f"after one re-ask: {second.detail or second.error}")
+
+    async def _sampled(self, msgs, kind: str, values: list[str]) -> tuple[dict | None, _Verdict]:
+        """k sampled verdicts -> ({value: frequency}, summary). Needs at least half of them readable:
+        a distribution from a few survivors of many failures would be a guess dressed as a number."""
+        k = self.cfg.samples
+        vs = await asyncio.gather(*(self._verdict(msgs, kind, seed=i) for i in range(k)))
+        ok = [v for v in vs if v.error is None]
+        if len(ok) * 2 < k:
+            errs = Counter(v.error for v in vs if v.error)
+            code = errs.most_common(1)[0][0]
+            return None, _Verdict(None, None, code, f"only {len(ok)} of {k} samples readable; "
+                                  + "; ".join(f"{c}: {n}" for c, n in errs.items()))
+        counts = Counter(str(v.value) for v in ok)
+        freq = {o: counts.get(o, 0) / len(ok) for o in values}
+        return freq, _Verdict(freq, next((v.rationale for v in ok if v.rationale), None),
+                              parse=_weakest(v.parse for v in ok), detail=str(len(ok)))
+
     # -- absolute ----------------------------------------------------------------------------
-    async def _absolute_criterion(self, row, ci) -> tuple[float | None, dict | None, str | None, str | None, str | None]:
-        """(score, probs, rationale, error, detail) for one criterion."""
+    async def _absolute_criterion(self, row, ci) -> tuple:
+        """(score, probs, rationale, error, detail, parse, n_samples) for one criterion."""
         msgs = build_messages(self.rubric, "absolute", row, generative=self.cfg.generative, criterion=ci,
                               prompts_dirs=self.cfg.prompts_dirs)
-        c = await self._call(msgs, self.options_scale)
+        if self.method == "samples":
+            freq, v = await self._sampled(msgs, "score", self.options_scale)
+            if v.error:
+                return None, None, None, v.error, v.detail, None, None
+            return expected_score(freq), freq, v.rationale, None, None, v.parse, int(v.detail)
         if self.cfg.generative:
-            p = parse_score(c.text, self.rubric.scale.min, self.rubric.scale.max)
-            if p.error:
-                return None, None, p.rationale, p.error, p.detail
-            return float(p.value), {str(p.value): 1.0}, p.rationale, None, None
+            v = await self._verdict(msgs, "score")
+            if v.error:
+                return None, None, v.rationale, v.error, v.detail, None, None
+            return float(v.value), {str(v.value): 1.0}, v.rationale, None, None, v.parse, None
+        c = await self._call(msgs, self.options_scale)
         probs = distribution(c.option_logprobs or {}, self.options_scale)
         if probs is None:
-            return None, None, None, "no_logprobs", f"the judge returned no log-probabilities for {self.options_scale}"
-        return expected_score(probs), probs, None, None, None
+            return None, None, None, "no_logprobs", (f"the judge returned no log-probabilities for {self.options_scale}"
+                                                     " (a server that ignores `logprobs`? judge with --generative)"), None, None
+        return expected_score(probs), probs, None, None, None, None, None
 
     async def absolute(self, row: dict) -> Judgment:
         r = self.rubric
         results = await asyncio.gather(*(self._absolute_criterion(row, i) for i in range(len(r.criteria))))
-        for score, probs, rationale, err, detail in results:
+        for score, probs, rationale, err, detail, *_ in results:
             if err:
                 return _unscored("absolute", self.backend.name, r.id, err, detail, rationale=rationale)
         weights = [c.weight for c in r.criteria]
@@ -242,31 +462,39 @@ class Judge:
         probs = {o: sum(w * res[1].get(o, 0.0) for w, res in zip(weights, results)) / total for o in self.options_scale}
         rationale = "\n\n".join(f"[{c.name}] {res[2]}" if len(results) > 1 else res[2]
                                 for c, res in zip(r.criteria, results) if res[2]) or None
-        j = Judgment("absolute", self.backend.name, r.id, score=score, probs=probs, rationale=rationale)
+        n_samples = [res[6] for res in results if res[6] is not None]
+        j = Judgment("absolute", self.backend.name, r.id, score=score, probs=probs, rationale=rationale,
+                     parse=_weakest(res[5] for res in results), n_samples=min(n_samples) if n_samples else None)
         if len(results) > 1:
             j.orders = [{"criterion": c.name, "score": res[0]} for c, res in zip(r.criteria, results)]
         return j
 
     # -- pairwise ----------------------------------------------------------------------------
-    async def _p_first(self, row, ci, swap) -> tuple[float | None, str | None, str | None, str | None]:
-        """P(the response shown first is better), for one order and criterion."""
+    async def _p_first(self, row, ci, swap) -> tuple:
+        """(P(the response shown first is better), rationale, error, detail, parse, n_samples) for one order."""
         msgs = build_messages(self.rubric, "pairwise", row, generative=self.cfg.generative, criterion=ci,
                               swap=swap, prompts_dirs=self.cfg.prompts_dirs)
-        c = await self._call(msgs, ["A", "B"])
+        if self.method == "samples":
+            freq, v = await self._sampled(msgs, "preference", ["A", "B"])
+            if v.error:
+                return None, None, v.error, v.detail, None, None
+            return freq["A"], v.rationale, None, None, v.parse, int(v.detail)
         if self.cfg.generative:
-            p = parse_preference(c.text)
-            if p.error:
-                return None, p.rationale, p.error, p.detail
-            return (1.0 if p.value == "A" else 0.0), p.rationale, None, None
+            v = await self._verdict(msgs, "preference")
+            if v.error:
+                return None, v.rationale, v.error, v.detail, None, None
+            return (1.0 if v.value == "A" else 0.0), v.rationale, None, None, v.parse, None
+        c = await self._call(msgs, ["A", "B"])
         probs = distribution(c.option_logprobs or {}, ["A", "B"])
         if probs is None:
-            return None, None, "no_logprobs", "the judge returned no log-probabilities for A/B"
-        return probs["A"], None, None, None
+            return None, None, "no_logprobs", ("the judge returned no log-probabilities for A/B"
+                                               " (a server that ignores `logprobs`? judge with --generative)"), None, None
+        return probs["A"], None, None, None, None, None
 
     async def _pairwise_criterion(self, row, ci) -> dict:
         swaps = [False, True] if self.cfg.both_orders else [False]
         res = await asyncio.gather(*(self._p_first(row, ci, s) for s in swaps))
-        for p, rationale, err, detail in res:
+        for p, rationale, err, detail, *_ in res:
             if err:
                 return {"error": err, "detail": detail, "rationale": rationale}
         p_ab = res[0][0]
@@ -277,7 +505,9 @@ class Judge:
             orders.append({"order": "ba", "p_first": p_ba, "p_a": 1.0 - p_ba})
             p_a_values.append(1.0 - p_ba)
         rationale = "\n\n".join(f"[{o['order']}] {r[1]}" for o, r in zip(orders, res) if r[1]) or None
+        n_samples = [r[5] for r in res if r[5] is not None]
         return {"p_a": sum(p_a_values) / len(p_a_values), "orders": orders, "rationale": rationale,
+                "parse": _weakest(r[4] for r in res), "n_samples": min(n_samples) if n_samples else None,
                 "consistent": (None if len(p_a_values) < 2 else
                                (p_a_values[0] - 0.5) * (p_a_values[1] - 0.5) > 0)}
 
@@ -293,8 +523,10 @@ class Judge:
         consistent = None if res[0]["consistent"] is None else all(x["consistent"] for x in res)
         pref = "tie" if abs(p_a - 0.5) <= self.cfg.tie_margin else ("a" if p_a > 0.5 else "b")
         rationale = "\n\n".join(x["rationale"] for x in res if x["rationale"]) or None
+        n_samples = [x["n_samples"] for x in res if x["n_samples"] is not None]
         return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
-                        orders=orders, rationale=rationale)
+                        orders=orders, rationale=rationale, parse=_weakest(x["parse"] for x in res),
+                        n_samples=min(n_samples) if n_samples else None)
 
     # -- rank --------------------------------------------------------------------------------
     async def rank(self, row: dict) -> Judgment:
@@ -317,7 +549,8 @@ class Judge:
         ranking = sorted(range(n), key=lambda k: -strengths[k])
         return Judgment("rank", self.backend.name, self.rubric.id, ranking=ranking, scores=strengths,
                         consistent=consistent if self.cfg.both_orders else None,
-                        orders=[{"a": i, "b": j, "p_a": v.p_a} for (i, j), v in zip(pairs, verdicts)])
+                        orders=[{"a": i, "b": j, "p_a": v.p_a} for (i, j), v in zip(pairs, verdicts)],
+                        parse=_weakest(v.parse for v in verdicts))
 
     async def _rank_listwise(self, row, n) -> Judgment:
         perms = [list(range(n)), list(reversed(range(n)))][: max(1, self.cfg.n_permutations)]
@@ -325,24 +558,22 @@ class Judge:
         while len(perms) < self.cfg.n_permutations:       # further permutations: rotations
             perms.append([(i + k) % n for i in range(n)])
             k += 1
-        params = GenParams(max_tokens=self.cfg.max_tokens, temperature=0.0)
         msgs = [build_messages(self.rubric, "rank", row, generative=True, order=p, prompts_dirs=self.cfg.prompts_dirs)
                 for p in perms]
-        outs = await asyncio.gather(*(self.engine.complete(m, params) for m in msgs))
+        outs = await asyncio.gather(*(self._verdict(m, "ranking", n=n) for m in msgs))
         borda = [0.0] * n
         orders = []
-        for perm, c in zip(perms, outs):
-            p = parse_ranking(c.text, n)
-            if p.error:
-                return _unscored("rank", self.backend.name, self.rubric.id, p.error, p.detail, rationale=p.rationale)
-            ranking = [perm[x] for x in p.value]          # shown position -> original index
+        for perm, v in zip(perms, outs):
+            if v.error:
+                return _unscored("rank", self.backend.name, self.rubric.id, v.error, v.detail, rationale=v.rationale)
+            ranking = [perm[x] for x in v.value]          # shown position -> original index
             orders.append({"permutation": perm, "ranking": ranking})
             for pos, idx in enumerate(ranking):
                 borda[idx] += (n - 1 - pos) / len(perms)
         final = sorted(range(n), key=lambda i: -borda[i])
         consistent = all(o["ranking"] == orders[0]["ranking"] for o in orders) if len(orders) > 1 else None
         return Judgment("rank", self.backend.name, self.rubric.id, ranking=final, scores=borda,
-                        consistent=consistent, orders=orders)
+                        consistent=consistent, orders=orders, parse=_weakest(v.parse for v in outs))
 
     async def judge_row(self, row: dict, mode: str) -> Judgment:
         try:
@@ -365,6 +596,7 @@ class JudgeSummary:
     skipped: list = field(default_factory=list)      # InputErrors of rows skipped with skip_invalid
     run: dict | None = None                          # engine totals: requests, cached, retries, tokens, cost
     estimate: dict | None = None                     # dry run: requests, tokens, cost upper bound
+    jury_weights: dict | None = None                 # weighted jury: each member's weight from the gold set
 
     def add(self, j: Judgment) -> None:
         self.total += 1
@@ -389,7 +621,8 @@ class JudgeSummary:
     def to_dict(self) -> dict:
         return {"total": self.total, "scored": self.scored, "unscored": dict(self.unscored),
                 "histogram": dict(sorted(self.histogram.items())), "position_consistency": self.consistency,
-                "skipped_rows": [str(e) for e in self.skipped], "run": self.run, "estimate": self.estimate}
+                "skipped_rows": [str(e) for e in self.skipped], "jury_weights": self.jury_weights,
+                "run": self.run, "estimate": self.estimate}
 
     def render(self) -> str:
         lines = [f"judged {self.total} rows: {self.scored} scored, {self.total - self.scored} unscored"]
@@ -402,6 +635,9 @@ class JudgeSummary:
                 lines.append(f"    {k:>8} {'#' * max(1, round(30 * n / width))} {n}")
         if self.consistency is not None:
             lines.append(f"  position consistency: {self.consistency:.1%} of {self.consistency_checked}")
+        if self.jury_weights:
+            lines.append("  jury weights (agreement with the gold set above chance):")
+            lines.extend(f"    {k}: {w:.3f}" for k, w in self.jury_weights.items())
         if self.run:
             from rlaif.cost import fmt_usd
 
@@ -617,17 +853,19 @@ class _Progress:
         self.p.stop()
 
 
-def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | Backend | None = None,
+def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge: str | Backend | list | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
           both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = 0.05,
           skip_invalid: bool = False,
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
-          progress: bool = False, cache: bool | None = None, ledger: "Ledger | str | Path | None" = None,
+          progress: bool = False, samples: int = 0, structured: bool | None = None, repair: bool = True,
+          base_url: str | None = None, judge_options: dict | None = None, aggregate: str | None = None,
+          gold: str | Path | list | None = None, max_tokens: int = GENERATIVE_MAX_TOKENS,
+          cache: bool | None = None, ledger: "Ledger | str | Path | None" = None,
           rpm: float | None = None, tpm: float | None = None, timeout: float | None = None,
           max_retries: int | None = None, max_cost: float | None = None, prices: str | Path | dict | None = None,
           dry_run: bool = False, shard: str | tuple[int, int] | None = None, batch: bool = False,
-          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None,
-          backend_options: dict | None = None) -> tuple[list[dict], JudgeSummary]:
+          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
 
     Returns (output rows, summary). Each output row is the input row plus the verdict fields
@@ -645,6 +883,12 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
     `dry_run` sends nothing and returns ([], summary) with `summary.estimate`.
     `shard="i/n"` judges only that deterministic partition (see rlaif.shards).
     `batch` sends the uncached requests through the provider's batch API (half price; see rlaif.batch).
+
+    API judges: `base_url` (an OpenAI-compatible server) and `judge_options` go to the backend.
+    `samples=k` estimates probabilities from k sampled verdicts where there are no logprobs;
+    `structured=False` turns JSON-schema/tool-use verdicts off, `repair=False` the one re-ask.
+    Several judges and/or rubrics (lists), `aggregate` or `gold` make a jury (rlaif/jury.py); a jury
+    does not (yet) go through the ledger/resume/cost machinery below.
     """
     import json
     import os
@@ -654,6 +898,21 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
     from rlaif.io import check_row, infer_mode, read_rows
     from rlaif.ledger import Ledger
     from rlaif.shards import parse_shard, select_shard
+
+    opts = dict(judge_options or {}, **({"base_url": base_url} if base_url else {}))
+    judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
+    rubrics = list(rubric) if isinstance(rubric, (list, tuple)) else [rubric]
+    if len(judges) > 1 or len(rubrics) > 1 or aggregate is not None or gold is not None:
+        from rlaif.jury import jury
+
+        return jury(input, rubrics, judges=judges, aggregate_by=aggregate or "mean", gold=gold, mode=mode,
+                    output=output, concurrency=concurrency, judge_options=opts, skip_invalid=skip_invalid,
+                    prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress,
+                    generative=generative, both_orders=both_orders, rank_method=rank_method, samples=samples,
+                    structured=structured, repair=repair, max_tokens=max_tokens)
+    judge, rubric = judges[0], rubrics[0]
+    if base_url and not (isinstance(judge, str) and judge.split("/", 1)[0] in URL_PROVIDERS):
+        raise RlaifError(f"--base-url applies to {'/, '.join(URL_PROVIDERS)}/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
 
     rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
     needs_ref = rub.reference == "required"
@@ -670,10 +929,11 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric, *, judge: str | 
     if shard is not None:
         si, sn = parse_shard(shard) if isinstance(shard, str) else shard
         rows = [rows[k] for k in select_shard(rows, si, sn)]
-    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **(backend_options or {}))
-    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, tie_margin=tie_margin,
-                      prompts_dirs=prompts_dirs)
-    method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
+    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **opts)
+    cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs,
+                      tie_margin=tie_margin,
+                      samples=samples, structured=structured, repair=repair, max_tokens=max_tokens)
+    method = Judge(rub, backend, Engine(backend), cfg).method      # also settles cfg.generative up front
 
     # The engine: ledger, limits, retries, budget.
     if cache is None:

@@ -16,7 +16,8 @@ and cost. Not stored: failures (a 429 or a timeout must be retried next time, no
 anything about credentials: the key hashes only model + messages + params, and backends never
 put an API key in those.
 
-Where: `<cache_dir>/ledger.sqlite` (`RLAIF_CACHE_DIR` moves it; see rlaif.models.cache_dir()).
+Where: `<cache_dir>/ledger.sqlite` (`RLAIF_CACHE_DIR` moves it; see rlaif.models.cache_dir()), or
+the file `RLAIF_LEDGER` names.
 Concurrency: WAL mode, so several shards/processes can read and write the same ledger at once;
 a 30 s busy timeout rides out another writer's commit. Writes are buffered and committed in
 small groups (see FLUSH_EVERY) because one commit per row dominates a cached re-run.
@@ -70,9 +71,13 @@ def request_key(model: str, messages: list[Message], params: GenParams | dict) -
 
 
 def default_path() -> Path:
+    """`$RLAIF_LEDGER` if set (a file path; the test suite gives each test its own), else
+    `<cache_dir>/ledger.sqlite`."""
+    import os
+
     from rlaif.models import cache_dir
 
-    return cache_dir() / "ledger.sqlite"
+    return Path(os.environ["RLAIF_LEDGER"]) if os.environ.get("RLAIF_LEDGER") else cache_dir() / "ledger.sqlite"
 
 
 class Ledger:

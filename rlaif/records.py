@@ -73,6 +73,9 @@ class Judgment:
     rationale: str | None = None
     error: str | None = None
     detail: str | None = None                   # human-readable detail for `error`
+    parse: str | None = None                    # generative: how the verdict was read: json | text | repaired | tolerant
+    n_samples: int | None = None                # k-sample estimate: how many samples gave a readable verdict
+    members: list[dict] | None = None           # jury: each member's verdict (judge, rubric, weight, score/p_a, error)
 
     def to_row(self) -> dict[str, Any]:
         # Shallow (not dataclasses.asdict, whose deep copy was a third of a cached re-run's time).

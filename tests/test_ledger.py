@@ -56,6 +56,7 @@ def test_hit_miss_roundtrip(tmp_path):
 
 
 def test_rlaif_cache_dir_moves_the_ledger(tmp_path, monkeypatch):
+    monkeypatch.delenv("RLAIF_LEDGER", raising=False)
     monkeypatch.setenv("RLAIF_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert default_path() == tmp_path / "elsewhere" / "ledger.sqlite"
 
@@ -108,6 +109,7 @@ def test_rerun_makes_zero_calls(tmp_path):
 def test_fake_and_local_are_not_cached_by_default(tmp_path, monkeypatch):
     from rlaif import judge
 
+    monkeypatch.delenv("RLAIF_LEDGER", raising=False)
     monkeypatch.setenv("RLAIF_CACHE_DIR", str(tmp_path))
     b = FakeBackend("t", responder=scoring)
     judge(rows(3), "helpfulness", judge=b)

@@ -40,7 +40,9 @@ def cmd(inp, out, *extra):
 
 
 def env_for(url, cache):
-    return {**os.environ, "TEST_OAI_BASE_URL": url, "RLAIF_CACHE_DIR": str(cache), "OPENAI_API_KEY": "sk-resume-SECRET-42"}
+    env = {**os.environ, "TEST_OAI_BASE_URL": url, "RLAIF_CACHE_DIR": str(cache), "OPENAI_API_KEY": "sk-resume-SECRET-42"}
+    env.pop("RLAIF_LEDGER", None)           # each run's ledger lives in its own cache dir
+    return env
 
 
 def partial_lines(out: Path) -> int:

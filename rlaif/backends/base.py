@@ -30,3 +30,80 @@ def parse_model_name(name: str) -> tuple[str, str]:
     if not provider or not model:
         raise BackendError(f"model name '{name}' must look like provider/model", code="bad_model_name")
     return provider, model
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers the HTTP backends share (openai.py, anthropic.py, litellm.py)
+# ---------------------------------------------------------------------------------------------
+import re as _re
+
+# Key-like strings: OpenAI (sk-..., sk-proj-...), Anthropic (sk-ant-...), and the partially masked
+# echoes providers put in 401 messages ("sk-abc1***...wxyz"). Anything matching is replaced.
+_KEY_RE = _re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{6,}")
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with every given secret (and anything that looks like an API key) replaced by '***'.
+    Every message a backend builds from a provider's error goes through this."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return _KEY_RE.sub("***", text)
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` / `retry-after` (seconds or an HTTP date); None if absent."""
+    if not headers:
+        return None
+    get = headers.get
+    try:
+        ms = get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+    except (TypeError, ValueError):
+        pass
+    ra = get("retry-after")
+    if ra is None:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except (TypeError, ValueError):
+        pass
+    try:
+        import email.utils
+        import time
+
+        when = email.utils.parsedate_to_datetime(ra)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def http_error(provider: str, status: int | None, message: str, *, code: str | None = None, headers=None,
+               secrets: tuple = (), retryable: bool | None = None) -> BackendError:
+    """A BackendError for a provider's HTTP failure: retryable for 408/409/429/5xx (and timeouts,
+    status None with code 'timeout'), not for 400/401/403/404/422; Retry-After honoured."""
+    if retryable is None:
+        retryable = status in RETRYABLE_STATUS if status is not None else code in ("timeout", "connection_error")
+    code = code or (f"http_{status}" if status else "backend_error")
+    where = f"{provider} HTTP {status}" if status else provider
+    return BackendError(redact(f"{where} ({code}): {message}", *secrets)[:2000], code=code, status=status,
+                        retry_after=parse_retry_after(headers), retryable=retryable)
+
+
+def logprob_options(top: dict[str, float], options: list[str] | None) -> dict[str, float] | None:
+    """Option log-probabilities from one position's top alternatives {token: logprob}: a token
+    counts for an option when it equals the option after stripping whitespace (" 4", "4", "4\\n").
+    Several variants of one option are summed (log-sum-exp). Options not among the alternatives
+    are left out, never invented; -9999 (OpenAI's 'not in the top 20' sentinel) counts as absent."""
+    import math
+
+    if not options:
+        return None
+    out: dict[str, float] = {}
+    for tok, lp in top.items():
+        key = tok.strip()
+        if key in options and lp is not None and lp > -9000:
+            out[key] = lp if key not in out else max(out[key], lp) + math.log1p(math.exp(-abs(out[key] - lp)))
+    return out

@@ -81,10 +81,13 @@ class LocalBackend:
                 batch.append(queue.get_nowait())
             groups: dict[str, list[_Pending]] = {}
             for p in batch:
-                groups.setdefault(repr(sorted(p.params.key().items())), []).append(p)
+                # The seed is per request (see _SeededSampler), so requests differing only in seed share a batch.
+                key = sorted((k, v) for k, v in p.params.key().items() if k != "seed")
+                groups.setdefault(repr(key), []).append(p)
             for group in groups.values():
                 try:
-                    results = await asyncio.to_thread(self._run, [p.messages for p in group], group[0].params)
+                    results = await asyncio.to_thread(self._run, [p.messages for p in group], group[0].params,
+                                                      [p.params.seed for p in group])
                 except BaseException as e:  # noqa: BLE001 - delivered to each waiting caller
                     err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}", code="backend_error")
                     for p in group:
@@ -108,10 +111,11 @@ class LocalBackend:
                   truncation=True, max_length=self.max_input_tokens)
         return model, tok, enc.to(model.device)
 
-    def _run(self, batch_messages: list[list[Message]], params: GenParams) -> list[Completion]:
+    def _run(self, batch_messages: list[list[Message]], params: GenParams,
+             seeds: list[int | None] | None = None) -> list[Completion]:
         if params.max_tokens == 1 and params.options:
             return self._score(batch_messages, params)
-        return self._generate(batch_messages, params)
+        return self._generate(batch_messages, params, seeds)
 
     def _option_ids(self, tok, options: list[str]):
         """{option: [single-token ids]} when every option is one token with a unique first token, else None."""
@@ -186,16 +190,22 @@ class LocalBackend:
             out.append({o: v for o, v in excl.items() if v != float("-inf")})
         return out
 
-    def _generate(self, batch_messages, params: GenParams) -> list[Completion]:
+    def _generate(self, batch_messages, params: GenParams, seeds: list[int | None] | None = None) -> list[Completion]:
         import torch
+        from transformers import LogitsProcessorList
 
         model, tok, enc = self._encode(batch_messages)
         do_sample = params.temperature > 0
+        seeds = seeds if seeds is not None else [params.seed] * len(batch_messages)
         kwargs = dict(max_new_tokens=params.max_tokens, do_sample=do_sample, pad_token_id=tok.pad_token_id)
-        if do_sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
+        if do_sample and any(s is not None for s in seeds):
+            # Seeded sampling: one random stream per request (Gumbel-max, then greedy decoding), so a
+            # request's text depends on its own seed, not on which requests share its batch.
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
+                          logits_processor=LogitsProcessorList([_SeededSampler(seeds, params.temperature, params.top_p,
+                                                                               enc["input_ids"].device)]))
+        elif do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=None)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
@@ -219,3 +229,44 @@ class LocalBackend:
             results.append(Completion(text=text, usage=Usage(int(enc["attention_mask"][i].sum()), len(ids)),
                                       finish_reason=finish))
         return results
+
+
+def top_p_filter(logits, top_p: float):
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches `top_p`
+    (always at least the most likely one); the rest get -inf."""
+    import torch
+
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
+    cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    drop_sorted = cum - torch.softmax(sorted_logits, dim=-1) >= top_p     # mass before this token already enough
+    drop = torch.zeros_like(drop_sorted).scatter(-1, idx, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+class _SeededSampler:
+    """A logits processor that turns greedy decoding into sampling with one torch.Generator per row.
+
+    argmax(logits / T + Gumbel noise) over the top-p set is an exact draw from the same distribution
+    multinomial sampling uses (the Gumbel-max trick), but row i's noise comes from its own
+    generator, seeded by its request's seed. So the same seed gives the same text whatever else is
+    in the batch (up to float noise from padding, which almost never changes a draw)."""
+
+    def __init__(self, seeds: list[int | None], temperature: float, top_p: float, device):
+        import random
+
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        # A request without a seed gets a fresh random one: unseeded means not reproducible, as asked.
+        self.gens = [torch.Generator(device=device).manual_seed(s if s is not None else random.SystemRandom().randrange(2**63))
+                     for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = top_p_filter(scores.float() / self.temperature, self.top_p)
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.gens])
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        return scores + gumbel

@@ -1,0 +1,132 @@
+"""Anthropic's Messages API: `anthropic/<model>` (e.g. anthropic/claude-3-5-haiku-latest).
+
+- System messages go to the `system` parameter; consecutive messages of one role are merged
+  (the API wants user/assistant alternation).
+- Structured output through tool use: `GenParams.json_schema` becomes one tool whose
+  `input_schema` is the schema, and `tool_choice` forces it; the tool call's input, as JSON, is
+  the completion text. That is Anthropic's documented way to get schema-shaped output.
+- No log-probabilities: `supports_logprobs = False`, so judges go generative (or, opt-in, estimate
+  probabilities from k samples; see judge.py).
+- Errors become BackendError with status / retry_after / retryable: 429 rate_limit_error and
+  529 overloaded_error and 5xx retry; 400 invalid_request_error, 401, 403, 404 do not; a 429 that
+  says the spend limit is reached is final too (waiting does not refill the budget).
+- temperature/top_p are sent only with SDKs whose messages.create takes them (anthropic < 2);
+  with newer SDKs Claude samples at its default temperature, so repeated calls may differ.
+- The SDK's own retries are off (engine.py retries); the key lives only inside the SDK client and
+  never in a message (every error text is redacted).
+
+API key: `api_key=` or `ANTHROPIC_API_KEY` (checked at construction); `ANTHROPIC_BASE_URL` or
+`base_url=` for a proxy/gateway.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from rlaif.backends.base import http_error
+from rlaif.errors import BackendError, MissingDependencyError
+from rlaif.records import Completion, GenParams, Message, Usage
+
+TOOL_NAME = "record_verdict"
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "stop",
+           "refusal": "refusal"}
+
+
+class AnthropicBackend:
+    supports_logprobs = False
+    supports_json_schema = True
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0, http_client=None):
+        try:
+            import anthropic
+        except ImportError as e:
+            raise MissingDependencyError("anthropic", "anthropic", "for anthropic/ judges") from e
+        self.name = f"anthropic/{model}"
+        self.model = model
+        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",
+                               code="missing_api_key")
+        self._secret = key
+        self._client = anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=timeout,
+                                                max_retries=0, http_client=http_client)
+        self._anthropic = anthropic
+        # SDK generations differ: anthropic 2.x's messages.create has no temperature/top_p (the API
+        # samples at its default for current models). Send them only where the SDK still takes them.
+        import inspect
+
+        self._sampling_params = "temperature" in inspect.signature(self._client.messages.create).parameters
+
+    def __repr__(self) -> str:
+        return f"AnthropicBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns: list[dict] = []
+        for m in messages:
+            if m["role"] == "system":
+                continue
+            if turns and turns[-1]["role"] == m["role"]:
+                turns[-1]["content"] += "\n\n" + m["content"]
+            else:
+                turns.append({"role": m["role"], "content": m["content"]})
+        kw: dict = {"model": self.model, "max_tokens": params.max_tokens, "messages": turns}
+        if self._sampling_params:
+            kw["temperature"] = params.temperature
+            if params.top_p != 1.0:       # newer Claude models reject temperature and top_p together
+                kw["top_p"] = params.top_p
+        if system:
+            kw["system"] = system
+        if params.stop:
+            kw["stop_sequences"] = params.stop
+        if params.json_schema is not None:
+            kw["tools"] = [{"name": TOOL_NAME, "description": "Record the verdict for the graded response(s).",
+                            "input_schema": params.json_schema}]
+            kw["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
+        return kw
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        a = self._anthropic
+        try:
+            resp = await self._client.messages.create(**self.request_kwargs(messages, params))
+        except a.APIStatusError as e:
+            raise _status_error(e, self._secret) from None
+        except a.APITimeoutError:
+            raise http_error("anthropic", None, "request timed out", code="timeout", secrets=(self._secret,)) from None
+        except a.APIConnectionError as e:
+            raise http_error("anthropic", None, f"cannot connect: {e}", code="connection_error",
+                             secrets=(self._secret,)) from None
+        except a.APIResponseValidationError as e:
+            raise http_error("anthropic", None, f"malformed response body: {e}", code="bad_response",
+                             secrets=(self._secret,), retryable=True) from None
+        except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
+            raise http_error("anthropic", None, f"unreadable response body: {e}", code="bad_response",
+                             secrets=(self._secret,), retryable=True) from None
+        texts, tool_input = [], None
+        for block in resp.content or []:
+            if block.type == "text":
+                texts.append(block.text)
+            elif block.type == "tool_use" and block.name == TOOL_NAME:
+                tool_input = block.input
+        text = json.dumps(tool_input, ensure_ascii=False) if tool_input is not None else "".join(texts)
+        u = resp.usage
+        return Completion(text=text, finish_reason=_FINISH.get(resp.stop_reason, resp.stop_reason),
+                          usage=Usage(getattr(u, "input_tokens", 0) or 0, getattr(u, "output_tokens", 0) or 0))
+
+
+def _status_error(e, secret: str) -> BackendError:
+    body = e.body if isinstance(e.body, dict) else {}
+    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    code = err.get("type") or f"http_{e.status_code}"
+    message = err.get("message") or str(e)
+    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    retryable = None
+    if "spend_limit" in str(details.get("error_code", "")) or "spend_limit" in code:
+        code, retryable = details.get("error_code") or code, False
+    return http_error("anthropic", e.status_code, message, code=code, headers=e.response.headers,
+                      secrets=(secret,), retryable=retryable)
+
+
+__all__ = ["AnthropicBackend", "TOOL_NAME"]

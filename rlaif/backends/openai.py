@@ -1,0 +1,159 @@
+"""OpenAI and every OpenAI-compatible server: `openai/<model>`.
+
+One chat-completions call per `complete()`, through the official SDK (imported lazily). The same
+backend reaches vLLM, llama.cpp's server, Ollama, `transformers serve`, LM Studio...: give it a
+base URL (`base_url=` / `--base-url`, or `OPENAI_BASE_URL`).
+
+- Log-probabilities: `GenParams.top_logprobs` / `options` ask for `logprobs=True, top_logprobs=k`;
+  the first position's alternatives become `Completion.option_logprobs` (exact string match after
+  stripping whitespace). A server that ignores the request (transformers serve does) simply returns
+  none, and the judge marks such rows `no_logprobs` rather than guessing.
+- Structured output: `GenParams.json_schema` becomes `response_format={"type": "json_schema", ...}`.
+- Errors become rlaif.errors.BackendError with `status`, `retry_after` (from `retry-after-ms` /
+  `retry-after`) and `retryable` set, so engine.py decides about retries. The SDK's own retries are
+  switched off (max_retries=0): retrying in two layers would multiply waits and hide failures.
+- The API key lives only inside the SDK client: it is not an attribute of this object, and every
+  error message passes through `redact()` (provider 401 messages echo part of the key).
+
+API key: `api_key=` or `OPENAI_API_KEY`; missing, construction fails at once naming the variable.
+Exception: with a custom base URL (a local server, which usually checks no key) a missing key is
+allowed and the placeholder "EMPTY" is sent (vLLM's documented convention). A server that does
+check keys then answers 401, which is reported, not retried.
+"""
+from __future__ import annotations
+
+import os
+
+from rlaif.backends.base import http_error, logprob_options, redact
+from rlaif.errors import BackendError, MissingDependencyError
+from rlaif.records import Completion, GenParams, Message, Usage
+
+OPENAI_URL = "https://api.openai.com/v1"
+MAX_TOP_LOGPROBS = 20        # the API's limit; more is a 400
+
+
+class OpenAIBackend:
+    supports_json_schema = True
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0, logprobs: bool = True, http_client=None, organization: str | None = None,
+                 provider: str = "openai"):
+        try:
+            import openai
+        except ImportError as e:
+            raise MissingDependencyError("openai", "openai", "for openai/ judges") from e
+        self.name = f"{provider}/{model}"
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
+        # Whether to ask for log-probabilities at all: OpenAI and vLLM/llama.cpp return them;
+        # pass logprobs=False for a server known not to, so judges go generative up front.
+        self.supports_logprobs = bool(logprobs)
+        custom = self.base_url is not None and self.base_url != OPENAI_URL
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if not custom:
+                raise BackendError("OPENAI_API_KEY is not set: export OPENAI_API_KEY=... (or pass api_key=); "
+                                   "for a local OpenAI-compatible server pass --base-url / OPENAI_BASE_URL",
+                                   code="missing_api_key")
+            key = "EMPTY"
+        self._secret = key
+        # 'max_completion_tokens' is what api.openai.com wants (reasoning models reject max_tokens);
+        # many compatible servers only know 'max_tokens'.
+        self._max_tokens_field = "max_tokens" if custom else "max_completion_tokens"
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
+                                          http_client=http_client, organization=organization)
+        self._openai = openai
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
+        """The chat.completions.create arguments for one request (public: tests assert the wire format)."""
+        kw: dict = {"model": self.model, "messages": messages, self._max_tokens_field: params.max_tokens,
+                    "temperature": params.temperature}
+        if params.top_p != 1.0:
+            kw["top_p"] = params.top_p
+        if params.seed is not None:
+            kw["seed"] = params.seed
+        if params.stop:
+            kw["stop"] = params.stop
+        if self.supports_logprobs and (params.top_logprobs or params.options):
+            kw["logprobs"] = True
+            kw["top_logprobs"] = min(MAX_TOP_LOGPROBS, params.top_logprobs or MAX_TOP_LOGPROBS)
+        if params.json_schema is not None:
+            kw["response_format"] = {"type": "json_schema",
+                                     "json_schema": {"name": "verdict",
+                                                     "schema": params.json_schema, "strict": True}}
+        return kw
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        o = self._openai
+        try:
+            resp = await self._client.chat.completions.create(**self.request_kwargs(messages, params))
+        except o.APIStatusError as e:
+            raise _status_error(e, self._secret) from None
+        except o.APITimeoutError:
+            raise http_error("openai", None, f"request timed out ({self.base_url or OPENAI_URL})",
+                             code="timeout", secrets=(self._secret,)) from None
+        except o.APIConnectionError as e:
+            raise http_error("openai", None, f"cannot connect to {self.base_url or OPENAI_URL}: {e}",
+                             code="connection_error", secrets=(self._secret,)) from None
+        except o.APIResponseValidationError as e:
+            raise http_error("openai", None, f"malformed response body: {e}", code="bad_response",
+                             secrets=(self._secret,), retryable=True) from None
+        except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
+            raise http_error("openai", None, f"unreadable response body: {e}", code="bad_response",
+                             secrets=(self._secret,), retryable=True) from None
+        return completion_from_openai(resp, params)
+
+
+def _status_error(e, secret: str) -> BackendError:
+    """Map an SDK status error; 429 'insufficient_quota' (no credit left) is final, not a rate limit."""
+    body = e.body if isinstance(e.body, dict) else {}
+    err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    code = err.get("code") or err.get("type") or f"http_{e.status_code}"
+    message = err.get("message") or str(e)
+    retryable = None
+    if code in ("insufficient_quota", "billing_hard_limit_reached"):
+        retryable = False
+    return http_error("openai", e.status_code, message, code=str(code), headers=e.response.headers,
+                      secrets=(secret,), retryable=retryable)
+
+
+def _get(obj, name, default=None):
+    """Attribute or key: the SDK gives pydantic objects, LiteLLM sometimes plain dicts."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def completion_from_openai(resp, params: GenParams) -> Completion:
+    """A Completion from an OpenAI-shaped chat completion (SDK object or LiteLLM ModelResponse)."""
+    choices = _get(resp, "choices") or []
+    if not choices:
+        raise BackendError("the server returned no choices", code="bad_response", retryable=True)
+    ch = choices[0]
+    msg = _get(ch, "message")
+    text = _get(msg, "content") or ""
+    finish = _get(ch, "finish_reason")
+    refusal = _get(msg, "refusal")
+    if refusal and not text:          # structured-output refusal: the model declined to answer
+        text, finish = refusal, "refusal"
+    top: list[dict[str, float]] | None = None
+    lp = _get(ch, "logprobs")
+    content = _get(lp, "content")
+    if content:
+        top = []
+        for pos in content:
+            alts = {_get(a, "token"): _get(a, "logprob") for a in (_get(pos, "top_logprobs") or [])}
+            alts.setdefault(_get(pos, "token"), _get(pos, "logprob"))
+            top.append(alts)
+    option_lp = logprob_options(top[0], params.options) if top else None
+    usage = _get(resp, "usage")
+    return Completion(text=text, option_logprobs=option_lp, top_logprobs=top, finish_reason=finish,
+                      usage=Usage(_get(usage, "prompt_tokens", 0) or 0, _get(usage, "completion_tokens", 0) or 0))
+
+
+__all__ = ["OpenAIBackend", "completion_from_openai", "redact"]
