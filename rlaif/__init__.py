@@ -28,8 +28,9 @@ from rlaif.records import Completion, GenParams, Judgment
 from rlaif.report import report
 from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
+from rlaif.shards import merge
 
-_EAGER = ["judge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics", "get_backend", "evaluate", "rubric_test",
+_EAGER = ["judge", "merge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics", "get_backend", "evaluate", "rubric_test",
           "rubric_diff", "check_gate", "report", "Completion", "GenParams", "Judgment", "RlaifError", "ConfigError",
           "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError"]
 

@@ -28,7 +28,10 @@ def cmd_judge(args) -> int:
                           output=args.output, generative=args.generative, both_orders=not args.one_order,
                           rank_method=args.rank_method, tie_margin=args.tie_margin, skip_invalid=args.skip_invalid, concurrency=args.concurrency,
                           prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
-                          **api_judge_kwargs(args))
+                          **api_judge_kwargs(args), **engine_kwargs(args))
+    if args.dry_run:
+        _stderr(_render_estimate(summary.estimate))
+        return 0
     if not args.output:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
@@ -39,6 +42,25 @@ def cmd_judge(args) -> int:
             _stderr(f"... {len(rows) - args.show} more in {args.output}")
     _stderr(summary.render())
     return 0
+
+
+def engine_kwargs(args) -> dict:
+    """The engine options of `rlaif judge` (limits, ledger, cost, resume, shards, batch) as judge() kwargs."""
+    return {"cache": False if args.no_cache else None, "ledger": args.ledger, "rpm": args.rpm, "tpm": args.tpm,
+            "timeout": args.timeout, "max_retries": args.max_retries, "max_cost": args.max_cost,
+            "prices": args.prices, "dry_run": args.dry_run, "shard": args.shard, "batch": args.batch,
+            "batch_poll": args.batch_poll, "fresh": args.fresh}
+
+
+def _render_estimate(e: dict) -> str:
+    from rlaif.cost import fmt_usd
+
+    return (f"dry run: {e['rows']} rows -> {e['requests']} requests ({e['cached']} already answered in the ledger: free)\n"
+            f"  to send: {e['requests'] - e['cached']} requests, {e['prompt_tokens']:,} prompt tokens "
+            f"[{e['count_method'] or 'nothing to count'}], at most {e['max_completion_tokens']:,} completion tokens (max_tokens)\n"
+            f"  estimated cost: at most {fmt_usd(e['cost'])}"
+            + (f" (prices: {e['price_source']})" if e.get('price_source') else
+               " (no price known for this model: give one with --prices)"))
 
 
 def _one_line(r: dict) -> str:
@@ -72,12 +94,30 @@ def add_judge(sub) -> None:
                    help="tournament: all pairs, both orders, Bradley-Terry (any judge); listwise: one generative call per permutation")
     p.add_argument("--tie-margin", type=float, default=0.05, help="pairwise: |P(A)-0.5| at or below this is a tie")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed rows (reported) instead of stopping")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")
+    _engine_options(p)
     p.add_argument("--show", type=int, default=10, help="how many verdicts to print when writing to a file")
     p.add_argument("--quiet", "-q", action="store_true")
     add_api_judge_options(p)
     _dirs(p)
     p.set_defaults(func=cmd_judge)
+
+
+def _engine_options(p) -> None:
+    g = p.add_argument_group("API judges: limits, cache, cost, resume, scale")
+    g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
+    g.add_argument("--tpm", type=float, default=None, help="tokens per minute limit")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per request attempt (default 60)")
+    g.add_argument("--max-retries", type=int, default=None, help="retries for 429/5xx/timeouts (default 6)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the request ledger")
+    g.add_argument("--ledger", default=None, help="ledger file (default $RLAIF_CACHE_DIR/ledger.sqlite)")
+    g.add_argument("--max-cost", type=float, default=None, help="stop spending at this many USD; the rest are unscored (budget)")
+    g.add_argument("--prices", default=None, help="YAML/JSON price table overriding LiteLLM's: model: {input, output} USD per 1M tokens")
+    g.add_argument("--dry-run", action="store_true", help="count requests, tokens and cost; send nothing")
+    g.add_argument("--shard", default=None, help="judge only partition i/n (0-based), e.g. 0/4; join with `rlaif merge`")
+    g.add_argument("--batch", action="store_true", help="use the provider's batch API (OpenAI, Anthropic): half price, slower")
+    g.add_argument("--batch-poll", type=float, default=30.0, help="seconds between batch status checks")
+    g.add_argument("--fresh", action="store_true", help="discard an unfinished OUT.partial instead of resuming it")
 
 
 def _dirs(p) -> None:
@@ -201,6 +241,25 @@ def add_rubric(sub):
     _dirs(ls)
     ls.set_defaults(func=cmd_rubric_list)
     return rs
+
+
+# ---------------------------------------------------------------------------------------------
+# merge (shard outputs)
+# ---------------------------------------------------------------------------------------------
+def cmd_merge(args) -> int:
+    from rlaif.shards import merge
+
+    n = merge(args.paths, args.output, input=args.input)
+    _stderr(f"merged {n} rows from {len(args.paths)} file(s) into {args.output}")
+    return 0
+
+
+def add_merge(sub) -> None:
+    p = sub.add_parser("merge", help="merge the outputs of `rlaif judge --shard i/n` runs")
+    p.add_argument("paths", nargs="+", help="shard output files")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--input", default=None, help="the original input: restores its row order and checks that no row is missing")
+    p.set_defaults(func=cmd_merge)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(sub)
     add_sample_pairs_run(sub)
     add_report(sub)
+    add_merge(sub)
     return parser
 
 

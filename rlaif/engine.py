@@ -1,49 +1,348 @@
 """The engine: runs many backend requests concurrently, from sync or async code.
 
-Why here and not in each backend: every provider gets the same concurrency limit, error
-classification and (later) retries, rate limits, request ledger and cost accounting for free.
+Why here and not in each backend: every provider gets the same concurrency limit, rate limits,
+retries, request ledger (cache + resume), cost accounting and budget for free, and judge.py makes
+one call: `await Engine(backend).complete(messages, params)`.
 
-`Engine(backend).complete(messages, params)` is the one call judge.py and sampling.py make.
+One request goes through, in order:
+1. the ledger: an answer already on disk is returned at once (no API call, no cost);
+2. in-flight de-duplication: the same request already on its way is awaited, not sent again;
+3. the budget: past `max_cost` every new request fails with code `budget` (finished rows stay);
+4. the rate limits (requests/min, tokens/min, token buckets) and the concurrency semaphore;
+5. the backend call under a per-request timeout, so a stalled connection cannot hang the job;
+6. retries with exponential backoff and jitter for 429, 5xx, timeouts and broken responses,
+   honouring Retry-After (a 429 pauses the whole backend: rate limits are per account); no retry
+   for auth or validation errors (400/401/403/404/422), which would fail the same way again;
+7. the answer's cost (rlaif.cost prices) is added to the run's totals and it is written to the ledger.
+
 `run_sync(coro)` runs a coroutine from plain code *and* from inside a running event loop
 (Jupyter), where asyncio.run would refuse.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import random
 import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Awaitable, TypeVar
 
 from rlaif.backends.base import Backend
-from rlaif.errors import BackendError
-from rlaif.records import Completion, GenParams, Message
+from rlaif.cost import Price, count_tokens, price_for
+from rlaif.errors import BackendError, RlaifError
+from rlaif.ledger import Ledger, request_key
+from rlaif.records import Completion, GenParams, Message, Usage
 
 T = TypeVar("T")
+_timeout = getattr(asyncio, "timeout", None)
+
+NEVER_RETRY = {400, 401, 403, 404, 413, 422}     # auth / validation: the same request fails the same way
+RETRY_STATUS = {408, 409, 425, 429}              # plus every 5xx
+DEFAULT_TIMEOUT = 60.0    # s per attempt: judge replies are <= 512 tokens; a healthy API answers well within this
+DEFAULT_RETRIES = 6       # with 1 s base doubling to a 60 s cap: ~2 minutes of patience per request
+MAX_RETRY_AFTER = 600.0   # a Retry-After longer than 10 min is treated as "not today": the row fails
+
+
+def is_retryable(e: BackendError) -> bool:
+    if e.status is not None:
+        if e.status in NEVER_RETRY:
+            return False
+        if e.status in RETRY_STATUS or e.status >= 500:
+            return True
+    return bool(e.retryable)
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None, base: float = 1.0, cap: float = 60.0,
+                  rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (0-based). A server's Retry-After is a floor
+    (plus up to 10% jitter so a crowd of clients does not return in lockstep); otherwise
+    exponential backoff base*2^attempt capped at `cap`, with "equal jitter" (50-100% of it)."""
+    rng = rng or random
+    if retry_after is not None and retry_after >= 0:
+        return retry_after * (1.0 + 0.1 * rng.random())
+    return min(cap, base * (2 ** attempt)) * (0.5 + 0.5 * rng.random())
+
+
+class RateLimiter:
+    """A token bucket holding up to one minute's allowance, refilled continuously. `acquire(n)`
+    waits until n units are available (a request larger than the whole bucket waits for a full
+    bucket, then goes). Waiters are served first come, first served."""
+
+    def __init__(self, per_minute: float, clock=time.monotonic):
+        if per_minute <= 0:
+            raise ValueError("a rate limit must be positive")
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = self.capacity
+        self.clock = clock
+        self.t = clock()
+        self._lock: asyncio.Lock | None = None
+        self._loop = None
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
+        self.t = now
+
+    def wait_time(self, n: float) -> float:
+        """Seconds until n units are available (0 = now). Pure given the clock; used by acquire."""
+        self._refill()
+        need = min(n, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    async def acquire(self, n: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        async with self._lock:
+            while (w := self.wait_time(n)) > 0:
+                await asyncio.sleep(w)
+            self.level -= n
+
+    def refund(self, n: float) -> None:
+        """Give back units charged by an estimate that turned out too high (or take more, n < 0)."""
+        self.level = min(self.capacity, self.level + n)
+
+
+@dataclass
+class RunStats:
+    """What a run cost and did. `cost` is money spent by this run; cached answers are free."""
+
+    requests: int = 0              # complete() calls answered (live or cached)
+    cached: int = 0                # answered from the ledger
+    api_calls: int = 0             # attempts sent to the backend (incl. retries)
+    retries: int = 0
+    failed: Counter = field(default_factory=Counter)     # final failures by code
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    saved: float = 0.0             # what the cached answers cost when they were first bought
+
+    def to_dict(self) -> dict:
+        return {"requests": self.requests, "cached": self.cached, "api_calls": self.api_calls,
+                "retries": self.retries, "failed": dict(self.failed), "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cost": self.cost if self.cost_known else None,
+                "saved_by_cache": self.saved}
+
+
+@dataclass
+class DryRunEstimate:
+    requests: int = 0              # requests the job would send
+    cached: int = 0                # of which already answered in the ledger (free)
+    prompt_tokens: int = 0         # of the uncached requests
+    max_completion_tokens: int = 0  # upper bound: max_tokens of each uncached request
+    cost: float | None = 0.0       # upper bound, None if the price is unknown
+    count_method: str = ""
+    price_source: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 class Engine:
-    def __init__(self, backend: Backend, concurrency: int = 16):
+    def __init__(self, backend: Backend, concurrency: int = 16, *, rpm: float | None = None,
+                 tpm: float | None = None, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES,
+                 ledger: Ledger | None = None, max_cost: float | None = None,
+                 prices: dict[str, Price] | None = None, dry_run: bool = False, backoff_base: float = 1.0,
+                 backoff_cap: float = 60.0, seed: int | None = None):
+        if concurrency < 1:
+            raise RlaifError(f"concurrency must be >= 1, got {concurrency}")
         self.backend = backend
         self.concurrency = concurrency
+        self.timeout, self.max_retries = timeout, max_retries
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.rpm = RateLimiter(rpm) if rpm else None
+        self.tpm = RateLimiter(tpm) if tpm else None
+        self.ledger = ledger
+        self.dry_run = dry_run
+        self.price = price_for(backend.name, prices)
+        self.max_cost = max_cost
+        if max_cost is not None and self.price is None:
+            raise RlaifError(f"--max-cost needs a price for '{backend.name}', and none is known; give one in a "
+                             "price file (--prices prices.yaml with '{name}: {{input: USD/1M, output: USD/1M}}')"
+                             .replace("{name}", backend.name))
+        self.stats = RunStats(cost_known=self.price is not None)
+        self.estimate = DryRunEstimate(price_source=self.price.source if self.price else None)
+        self._rng = random.Random(seed)
+        # A cache/dedup namespace: the same model name on two different servers is two models.
+        base_url = getattr(backend, "base_url", None)
+        self._model_id = backend.name + (f"@{base_url}" if base_url else "")
         self._sem: asyncio.Semaphore | None = None
         self._loop = None
-        self.calls = 0
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._pause_until = 0.0          # monotonic time before which no request is sent (after a 429)
+        self._reserved = 0.0             # estimated cost of requests in flight (budget)
+        self._over_budget = False
+        self._dry_seen: set[str] = set()
+        self._dry_hits: set[str] = set()
+        self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    @property
+    def calls(self) -> int:          # kept for callers of the first engine
+        return self.stats.api_calls
+
+    def _bind_loop(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        if self._sem is None or self._loop is not loop:   # semaphores bind to one loop
-            self._sem, self._loop = asyncio.Semaphore(self.concurrency), loop
+        if self._sem is None or self._loop is not loop:   # semaphores and futures bind to one loop
+            self._sem, self._loop, self._inflight = asyncio.Semaphore(self.concurrency), loop, {}
         return self._sem
 
+    # -- the one call --------------------------------------------------------------------------
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
-        """One request, under the concurrency limit. Raises BackendError on failure."""
-        async with self._semaphore():
-            self.calls += 1
-            try:
-                return await self.backend.complete(messages, params)
-            except BackendError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a backend bug must surface as a reasoned failure
-                raise BackendError(f"{type(e).__name__}: {e}", code="backend_error") from e
+        """One answer, from the ledger or the backend. Raises BackendError on (final) failure."""
+        sem = self._bind_loop()
+        key = request_key(self._model_id, messages, params)
+        if self.dry_run:
+            return self._dry(key, messages, params)
+        if self.ledger is not None:
+            hit = self.ledger.get(key)
+            if hit is not None:
+                self.stats.requests += 1
+                self.stats.cached += 1
+                self.stats.saved += hit.cost or 0.0
+                return hit
+        fut = self._inflight.get(key)
+        if fut is not None:                   # the same request is already on its way: share its answer
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            c = await self._live(sem, messages, params)
+        except BaseException as e:
+            if not fut.done():
+                if isinstance(e, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(e)
+                    fut.exception()       # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        fut.set_result(c)
+        if self.ledger is not None:
+            self.ledger.put(key, self.backend.name, c)
+        return c
+
+    async def _live(self, sem, messages, params) -> Completion:
+        est_prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
+        est_tokens = est_prompt + (params.max_tokens or 0)
+        reserve = self.price.cost(est_prompt, params.max_tokens or 0) if (self.price and self.max_cost is not None) else 0.0
+        err: BackendError | None = None
+        for attempt in range(self.max_retries + 1):
+            self._check_budget(reserve)
+            if (pause := self._pause_until - time.monotonic()) > 0:
+                await asyncio.sleep(pause)
+            if self.rpm:
+                await self.rpm.acquire(1)
+            if self.tpm:
+                await self.tpm.acquire(est_tokens)
+            async with sem:
+                # Checked again inside the slot: what is spent (or reserved by requests in flight)
+                # now is known, so concurrency cannot race past the budget.
+                self._check_budget(reserve)
+                self._reserved += reserve
+                try:
+                    self.stats.api_calls += 1
+                    c = await self._attempt(messages, params)
+                except BackendError as e:
+                    err = e
+                else:
+                    self._account(c, est_tokens)
+                    return c
+                finally:
+                    self._reserved -= reserve
+            if not is_retryable(err) or attempt == self.max_retries:
+                break
+            if err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER:
+                err = BackendError(f"{err} (server asked to wait {err.retry_after:.0f}s; giving up)", code=err.code,
+                                   status=err.status, retry_after=err.retry_after)
+                break
+            delay = backoff_delay(attempt, err.retry_after, self.backoff_base, self.backoff_cap, self._rng)
+            if err.status == 429:             # rate limits are per account: everyone waits
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+            self.stats.retries += 1
+            await asyncio.sleep(delay)
+        assert err is not None
+        self.stats.failed[f"api_error:{err.status}" if err.status else err.code] += 1
+        raise err
+
+    async def _attempt(self, messages, params) -> Completion:
+        """One backend call under the timeout; every failure comes out as a BackendError."""
+        try:
+            if _timeout is not None:      # Python >= 3.11: no extra task per request (wait_for makes one)
+                async with _timeout(self.timeout):
+                    return await self.backend.complete(messages, params)
+            return await asyncio.wait_for(self.backend.complete(messages, params), self.timeout)
+        except BackendError:
+            raise
+        except asyncio.TimeoutError as e:
+            raise BackendError(f"no answer within {self.timeout:g}s", code="timeout", retryable=True) from e
+        except (json.JSONDecodeError, ConnectionError) as e:
+            raise BackendError(f"broken response or connection: {type(e).__name__}: {e}", code="bad_response",
+                               retryable=True) from e
+        except Exception as e:  # noqa: BLE001 - a transport error is retried; a backend bug surfaces, reasoned
+            import httpx
+
+            if isinstance(e, httpx.TransportError):
+                raise BackendError(f"connection failed: {type(e).__name__}: {e}", code="connection_error",
+                                   retryable=True) from e
+            raise BackendError(f"{type(e).__name__}: {e}", code="backend_error") from e
+
+    def _check_budget(self, reserve: float) -> None:
+        if self.max_cost is None:
+            return
+        if self._over_budget or self.stats.cost + self._reserved + reserve > self.max_cost:
+            self._over_budget = True        # once stopped, stay stopped: rows finish in order, cleanly
+            raise BackendError(f"budget of ${self.max_cost:g} reached (spent ${self.stats.cost:.4f})", code="budget")
+
+    def _account(self, c: Completion, est_tokens: int) -> None:
+        u = c.usage or Usage()
+        self.stats.requests += 1
+        self.stats.prompt_tokens += u.prompt_tokens
+        self.stats.completion_tokens += u.completion_tokens
+        if c.cost is None and self.price is not None:
+            c.cost = self.price.cost(u.prompt_tokens, u.completion_tokens)
+        if c.cost is not None:
+            self.stats.cost += c.cost
+        if self.tpm:
+            self.tpm.refund(est_tokens - (u.prompt_tokens + u.completion_tokens))
+
+    # -- dry run -------------------------------------------------------------------------------
+    def _dry(self, key: str, messages: list[Message], params: GenParams) -> Completion:
+        """Count the request instead of sending it. An answer already in the ledger is returned as
+        is, so the judge goes on exactly as it will for real. Otherwise the reply is empty; a judge
+        that re-asks after an unparseable answer would re-ask here, so such follow-ups (whose
+        messages extend an uncached counted request) are not counted: they happen only when a
+        real answer fails to parse."""
+        e = self.estimate
+        hit = self.ledger.get(key) if self.ledger is not None else None
+        if hit is not None:
+            if key not in self._dry_hits:
+                self._dry_hits.add(key)
+                e.requests += 1
+                e.cached += 1
+            return hit
+        if key in self._dry_seen or any(_messages_hash(messages[:k]) in self._dry_seen for k in range(1, len(messages))):
+            return Completion(text="", usage=Usage())
+        self._dry_seen.add(key)
+        self._dry_seen.add(_messages_hash(messages))
+        self.pending.append((key, messages, params))
+        from rlaif.cost import count_method
+
+        e.requests += 1
+        e.count_method = e.count_method or count_method(self.backend.name)
+        e.prompt_tokens += count_tokens(messages, self.backend.name)
+        e.max_completion_tokens += params.max_tokens or 0
+        e.cost = self.price.cost(e.prompt_tokens, e.max_completion_tokens) if self.price else None
+        return Completion(text="", usage=Usage())
+
+
+def _messages_hash(messages: list[Message]) -> str:
+    return "m:" + hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
 def run_sync(coro: Awaitable[T]) -> T:

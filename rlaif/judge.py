@@ -594,6 +594,8 @@ class JudgeSummary:
     consistent: int = 0
     consistency_checked: int = 0
     skipped: list = field(default_factory=list)      # InputErrors of rows skipped with skip_invalid
+    run: dict | None = None                          # engine totals: requests, cached, retries, tokens, cost
+    estimate: dict | None = None                     # dry run: requests, tokens, cost upper bound
     jury_weights: dict | None = None                 # weighted jury: each member's weight from the gold set
 
     def add(self, j: Judgment) -> None:
@@ -619,7 +621,8 @@ class JudgeSummary:
     def to_dict(self) -> dict:
         return {"total": self.total, "scored": self.scored, "unscored": dict(self.unscored),
                 "histogram": dict(sorted(self.histogram.items())), "position_consistency": self.consistency,
-                "skipped_rows": [str(e) for e in self.skipped], "jury_weights": self.jury_weights}
+                "skipped_rows": [str(e) for e in self.skipped], "jury_weights": self.jury_weights,
+                "run": self.run, "estimate": self.estimate}
 
     def render(self) -> str:
         lines = [f"judged {self.total} rows: {self.scored} scored, {self.total - self.scored} unscored"]
@@ -635,6 +638,16 @@ class JudgeSummary:
         if self.jury_weights:
             lines.append("  jury weights (agreement with the gold set above chance):")
             lines.extend(f"    {k}: {w:.3f}" for k, w in self.jury_weights.items())
+        if self.run:
+            from rlaif.cost import fmt_usd
+
+            r = self.run
+            if r.get("rows_resumed") or r.get("rows_from_ledger"):
+                lines.append(f"  rows: {r.get('rows_resumed', 0)} resumed from the unfinished output, "
+                             f"{r.get('rows_from_ledger', 0)} verdicts read back from the ledger")
+            lines.append(f"  requests: {r['requests']} ({r['cached']} from the ledger, {r['api_calls']} API calls, "
+                         f"{r['retries']} retries); tokens: {r['prompt_tokens']:,} in, {r['completion_tokens']:,} out; "
+                         f"cost: {fmt_usd(r['cost'])} (saved {fmt_usd(r['saved_by_cache'])} by the ledger)")
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} invalid input rows:")
             lines.extend(f"    {e}" for e in self.skipped[:20])
@@ -688,6 +701,158 @@ def _progress(enabled: bool, total: int, label: str):
     return p, p.add_task(f"judging with {label}", total=total)
 
 
+# ---------------------------------------------------------------------------------------------
+# judge(): the public function behind `rlaif judge` — files, resume, cache, cost, shards, batch
+# ---------------------------------------------------------------------------------------------
+PARTIAL_SUFFIX = ".partial"     # OUT.partial: the resumable work file; OUT appears only when complete
+INDEX_FIELD = "_rlaif_index"    # row position inside OUT.partial (removed from the final OUT)
+# Rows unscored for these reasons are judged again when a job resumes; any other verdict (a score,
+# parse_error, refused...) is final and kept.
+_TRANSIENT = ("budget", "timeout", "connection_error", "bad_response")
+
+
+def _is_transient(error: str | None) -> bool:
+    return bool(error) and (error in _TRANSIENT or error.startswith("api_error"))
+
+
+def _cfg_key(cfg) -> dict:
+    """Every judging option that can change a verdict (all of JudgeConfig but where templates are
+    looked up: the templates themselves are hashed into the rubric id)."""
+    import dataclasses
+
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "prompts_dirs"}
+
+
+def _canonical(rows) -> list[bytes]:
+    import json
+
+    return [json.dumps(r, sort_keys=True, ensure_ascii=False).encode() for r in rows]
+
+
+def _job_fingerprint(rows, rub, backend, mode, cfg, canon: list[bytes] | None = None) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps([rub.id, backend.name, getattr(backend, "base_url", None) or "", mode, _cfg_key(cfg)]).encode())
+    for c in canon if canon is not None else _canonical(rows):
+        h.update(c)
+    return h.hexdigest()[:32]
+
+
+def _verdict_keys(rows, rub, backend, mode, cfg, canon: list[bytes] | None = None) -> list[str]:
+    """One ledger key per row for its finished verdict (see rlaif.ledger, table `verdicts`)."""
+    import hashlib
+    import json
+
+    from rlaif import __version__
+
+    head = json.dumps([__version__, rub.id, backend.name, getattr(backend, "base_url", None) or "", mode,
+                       _cfg_key(cfg)]).encode()
+    return [hashlib.sha256(head + c).hexdigest() for c in (canon if canon is not None else _canonical(rows))]
+
+
+def _read_partial(path: Path, fingerprint: str, n_rows: int) -> dict[int, dict]:
+    """Finished rows from OUT.partial: {index: output row}. A torn last line (the process died
+    mid-write) is cut off, so appending resumes from a valid prefix."""
+    import json
+    import os
+
+    done: dict[int, dict] = {}
+    with open(path, "rb") as f:
+        data = f.read()
+    good = 0
+    for n, raw in enumerate(data.splitlines(keepends=True)):
+        if not raw.endswith(b"\n"):
+            break                                   # torn write at the end
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError:
+            break
+        if n == 0:
+            if obj.get("_rlaif_job") != fingerprint:
+                raise RlaifError(f"{path} is the unfinished output of a different job (other input, rubric, judge "
+                                 "or options); delete it, or pass --fresh to start over")
+        else:
+            idx = obj.pop(INDEX_FIELD, None)
+            if not isinstance(idx, int) or not 0 <= idx < n_rows:
+                break
+            done[idx] = obj
+        good += len(raw)
+    if good == 0:       # died before even the header was whole: start the file again
+        _write_header(path, fingerprint)
+    elif good < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            f.flush()
+            os.fsync(f.fileno())
+    return done
+
+
+def _write_atomic(path: Path, rows: list[dict]) -> None:
+    """All rows to a temp file in one buffered write, fsync, then rename over `path`: readers see
+    the old file or the complete new one, never a half-written one."""
+    import json
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_header(path: Path, fingerprint: str) -> None:
+    import json
+    import os
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"_rlaif_job": fingerprint}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _Progress:
+    """A rich progress bar with the live rate, spend and unscored count."""
+
+    def __init__(self, total: int, done: int, label: str, engine: Engine):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.engine = engine
+        self.p = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
+                          TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=Console(stderr=True), transient=False)
+        self.p.start()
+        self.t0 = __import__("time").monotonic()
+        self.done0 = done
+        self.unscored = 0
+        self.task = self.p.add_task(f"judging with {label}", total=total, completed=done, rate="", cost="",
+                                    unscored="")
+        self._update()
+
+    def _update(self):
+        from rlaif.cost import fmt_usd
+
+        st = self.engine.stats
+        el = max(1e-9, __import__("time").monotonic() - self.t0)
+        n = self.p.tasks[0].completed - self.done0
+        self.p.update(self.task, rate=f"{n / el:,.1f} rows/s",
+                      cost=f"spent {fmt_usd(st.cost if st.cost_known else None)} ({st.cached} cached)",
+                      unscored=f"unscored {self.unscored}")
+
+    def advance(self, j: Judgment):
+        self.unscored += bool(j.error)
+        self.p.advance(self.task)
+        self._update()
+
+    def stop(self):
+        self.p.stop()
+
+
 def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge: str | Backend | list | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
           both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = 0.05,
@@ -695,20 +860,44 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
           progress: bool = False, samples: int = 0, structured: bool | None = None, repair: bool = True,
           base_url: str | None = None, judge_options: dict | None = None, aggregate: str | None = None,
-          gold: str | Path | list | None = None, max_tokens: int = GENERATIVE_MAX_TOKENS) -> tuple[list[dict], JudgeSummary]:
+          gold: str | Path | list | None = None, max_tokens: int = GENERATIVE_MAX_TOKENS,
+          cache: bool | None = None, ledger: "Ledger | str | Path | None" = None,
+          rpm: float | None = None, tpm: float | None = None, timeout: float | None = None,
+          max_retries: int | None = None, max_cost: float | None = None, prices: str | Path | dict | None = None,
+          dry_run: bool = False, shard: str | tuple[int, int] | None = None, batch: bool = False,
+          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
 
     Returns (output rows, summary). Each output row is the input row plus the verdict fields
     (score/probs, or p_a/preference/consistent, or ranking), judge, rubric@hash, method, and
-    `error` (a reason code) for unscored rows. With `output`, rows are streamed to that JSONL
-    file in input order as they finish. Works inside a running event loop too.
+    `error` (a reason code) for unscored rows. Works inside a running event loop too.
+
+    With `output`, finished rows go to OUT.partial as they finish and OUT is written atomically at
+    the end: a job killed at any moment (SIGKILL included) and started again with the same
+    arguments resumes where it stopped; rows unscored for a transient reason (budget, api_error,
+    timeout) are judged again. Every successful API answer is kept in the request ledger, so
+    re-asking is free (`cache=None`: on for API judges, off for local/ and fake/ whose answers are
+    free and whose weights may change under the same name).
+
+    `max_cost` (USD) stops spending cleanly: the rest are unscored with error `budget`.
+    `dry_run` sends nothing and returns ([], summary) with `summary.estimate`.
+    `shard="i/n"` judges only that deterministic partition (see rlaif.shards).
+    `batch` sends the uncached requests through the provider's batch API (half price; see rlaif.batch).
 
     API judges: `base_url` (an OpenAI-compatible server) and `judge_options` go to the backend.
     `samples=k` estimates probabilities from k sampled verdicts where there are no logprobs;
     `structured=False` turns JSON-schema/tool-use verdicts off, `repair=False` the one re-ask.
-    Several judges and/or rubrics (lists), `aggregate` or `gold` make a jury (rlaif/jury.py).
+    Several judges and/or rubrics (lists), `aggregate` or `gold` make a jury (rlaif/jury.py); a jury
+    does not (yet) go through the ledger/resume/cost machinery below.
     """
-    from rlaif.io import JsonlWriter, check_row, infer_mode, read_rows
+    import json
+    import os
+
+    from rlaif.cost import load_price_file
+    from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+    from rlaif.io import check_row, infer_mode, read_rows
+    from rlaif.ledger import Ledger
+    from rlaif.shards import parse_shard, select_shard
 
     opts = dict(judge_options or {}, **({"base_url": base_url} if base_url else {}))
     judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
@@ -737,25 +926,111 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
         mode = mode or (infer_mode(rows[0]) if rows else "absolute")
         for n, row in enumerate(rows, 1):
             check_row(row, "<rows>", n, mode, needs_ref)
+    if shard is not None:
+        si, sn = parse_shard(shard) if isinstance(shard, str) else shard
+        rows = [rows[k] for k in select_shard(rows, si, sn)]
     backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge, **opts)
     cfg = JudgeConfig(generative=generative, both_orders=both_orders, rank_method=rank_method, prompts_dirs=prompts_dirs,
                       tie_margin=tie_margin,
                       samples=samples, structured=structured, repair=repair, max_tokens=max_tokens)
     method = Judge(rub, backend, Engine(backend), cfg).method      # also settles cfg.generative up front
-    out_rows: list[dict] = []
-    writer = JsonlWriter(output) if output else None
 
-    def emit(i, j: Judgment):
-        row = {**rows[i], **j.to_row(), "method": method}
-        out_rows.append(row)
-        summary.add(j)
-        if writer:
-            writer.write(row)
+    # The engine: ledger, limits, retries, budget.
+    if cache is None:
+        cache = backend.name.split("/", 1)[0] not in ("local", "fake")
+    led = ledger if isinstance(ledger, Ledger) else (Ledger(ledger) if cache else None)
+    price_table = prices if isinstance(prices, dict) or prices is None else load_price_file(prices)
+
+    def make_engine(dry=False):
+        return Engine(backend, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                      timeout=timeout or DEFAULT_TIMEOUT, max_retries=DEFAULT_RETRIES if max_retries is None else max_retries,
+                      ledger=led, max_cost=None if dry else max_cost, prices=price_table, dry_run=dry)
 
     try:
-        run_sync(judge_rows_async(rows, rub, mode, judge=backend, config=cfg,
-                                  engine=Engine(backend, concurrency=concurrency), on_result=emit, progress=progress))
+        if dry_run:
+            eng = make_engine(dry=True)
+            run_sync(judge_rows_async(rows, rub, mode, judge=backend, config=cfg, engine=eng))
+            summary.estimate = eng.estimate.to_dict()
+            summary.estimate["rows"] = len(rows)
+            return [], summary
+
+        # Resume: rows already finished in OUT.partial are kept; only the rest are judged.
+        done: dict[int, dict] = {}
+        partial = None
+        canon = _canonical(rows) if (output or (led is not None and engine is None)) else None
+        if output:
+            out_path = Path(output)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = out_path.with_name(out_path.name + PARTIAL_SUFFIX)
+            fp = _job_fingerprint(rows, rub, backend, mode, cfg, canon)
+            if partial.exists() and not fresh:
+                done = _read_partial(partial, fp, len(rows))
+            else:
+                _write_header(partial, fp)
+        todo = [k for k in range(len(rows)) if k not in done or _is_transient(done[k].get("error"))]
+        from_ledger = 0
+        batch_report = None
+        vkeys = _verdict_keys(rows, rub, backend, mode, cfg, canon) if (led is not None and engine is None) else None
+        if vkeys and todo:           # rows answered by an earlier run: no rendering, no calls
+            # (not copied into OUT.partial: after a kill they are read back from the ledger again)
+            known = led.get_verdicts([vkeys[k] for k in todo])
+            for k in todo:
+                if vkeys[k] in known:
+                    done[k] = {**rows[k], **known[vkeys[k]]}
+                    from_ledger += 1
+            todo = [k for k in todo if vkeys[k] not in known]
+
+        if batch and todo:
+            from rlaif.batch import run_batch
+
+            batch_report = run_batch([rows[k] for k in todo], rub, mode, backend, cfg, led, make_engine, poll=batch_poll)
+
+        eng = engine or make_engine()
+        bar = _Progress(len(rows), len(rows) - len(todo), backend.name, eng) if progress else None
+        pf = open(partial, "a", encoding="utf-8") if partial else None
+
+        def emit(pos, j: Judgment):
+            k = todo[pos]
+            row = {**rows[k], **j.to_row(), "method": method}
+            done[k] = row
+            if pf:   # one whole line per write, flushed: a kill leaves at most a torn last line
+                pf.write(json.dumps({INDEX_FIELD: k, **row}, ensure_ascii=False) + "\n")
+                pf.flush()
+            if bar:
+                bar.advance(j)
+
+        async def run_and_close():
+            try:
+                await judge_rows_async([rows[k] for k in todo], rub, mode, judge=backend, config=cfg, engine=eng,
+                                       on_result=emit)
+            finally:   # an HTTP client's pool belongs to this event loop: close it before the loop ends
+                if hasattr(backend, "aclose"):
+                    await backend.aclose()
+
+        try:
+            run_sync(run_and_close())
+        finally:
+            if pf:
+                pf.close()
+            if bar:
+                bar.stop()
+        out_rows = [done[k] for k in range(len(rows))]
+        if vkeys:
+            verdict_fields = lambda k: {f: v for f, v in done[k].items() if f not in rows[k] or v != rows[k][f]}
+            led.put_verdicts([(vkeys[k], verdict_fields(k)) for k in todo
+                              if k in done and not _is_transient(done[k].get("error"))])
+        for row in out_rows:
+            summary.add(Judgment(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),
+                                 score=row.get("score"), p_a=row.get("p_a"), preference=row.get("preference"),
+                                 consistent=row.get("consistent"), ranking=row.get("ranking"), error=row.get("error")))
+        summary.run = {**eng.stats.to_dict(), "rows_resumed": len(rows) - len(todo) - from_ledger,
+                       "rows_from_ledger": from_ledger}
+        if batch_report:
+            summary.run["batch"] = batch_report
+        if output:
+            _write_atomic(Path(output), out_rows)
+            partial.unlink(missing_ok=True)
+        return out_rows, summary
     finally:
-        if writer:
-            writer.close()
-    return out_rows, summary
+        if led is not None and not isinstance(ledger, Ledger):
+            led.close()

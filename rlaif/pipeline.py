@@ -424,14 +424,13 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
         if jc.mode == "rank":
             source = wd / "rank_input.jsonl"
             _write_rank_input(candidates, source)
-        partial = judged.with_name(judged.name + ".partial")
-        kwargs = dict(judge=backend(jc.model, jc.options), mode=jc.mode, output=partial, generative=jc.generative,
+        # judge() writes `judged` atomically once complete and keeps its resumable work in judged.jsonl.partial
+        kwargs = dict(judge=backend(jc.model, jc.options), mode=jc.mode, output=judged, generative=jc.generative,
                       both_orders=jc.both_orders, rank_method=jc.rank_method, concurrency=jc.concurrency,
                       prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress)
         if "resume" in inspect.signature(judge_fn).parameters:
             kwargs["resume"] = True          # per-row resume of a killed judge stage, where judge() offers it
         _rows, summ = judge_fn(source, rubric, **kwargs)
-        os.replace(partial, judged)          # the stage's output exists only once complete
         _say(summ.render())
         return summ.to_dict()
 

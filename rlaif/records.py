@@ -5,7 +5,7 @@ On disk every stage speaks JSONL; `to_row()` gives the dict written there.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 Message = dict[str, str]          # {"role": "user", "content": "..."}
@@ -78,4 +78,5 @@ class Judgment:
     members: list[dict] | None = None           # jury: each member's verdict (judge, rubric, weight, score/p_a, error)
 
     def to_row(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k in ("error",)}
+        # Shallow (not dataclasses.asdict, whose deep copy was a third of a cached re-run's time).
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None or f.name == "error"}

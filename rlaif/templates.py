@@ -38,9 +38,16 @@ def default_dir(kind: str) -> Path:
 
 def search_path(kind: str, extra: list[str | Path] | None = None) -> list[Path]:
     """User dirs first, then the packaged defaults. kind: 'prompts' or 'rubrics'."""
+    # Memoised on everything it reads (judging renders once per request: resolving paths each
+    # time cost ~1 ms per row); a copy so callers may change the list.
     env = os.environ.get(f"RLAIF_{kind.upper()}_PATH", "")
-    dirs = [Path(p) for p in (extra or [])] + [Path(p) for p in env.split(os.pathsep) if p]
-    cwd = Path.cwd() / kind
+    return list(_search_path(kind, tuple(str(p) for p in (extra or [])), env, os.getcwd()))
+
+
+@lru_cache(maxsize=64)
+def _search_path(kind: str, extra: tuple[str, ...], env: str, cwd_str: str) -> tuple[Path, ...]:
+    dirs = [Path(p) for p in extra] + [Path(p) for p in env.split(os.pathsep) if p]
+    cwd = Path(cwd_str) / kind
     if cwd.is_dir() and cwd.resolve() != default_dir(kind).resolve():
         dirs.append(cwd)
     dirs.append(default_dir(kind))
@@ -50,7 +57,7 @@ def search_path(kind: str, extra: list[str | Path] | None = None) -> list[Path]:
         if r not in seen:
             seen.add(r)
             out.append(d)
-    return out
+    return tuple(out)
 
 
 def _wrap_data(value, tag: str = "data") -> str:

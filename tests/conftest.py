@@ -38,3 +38,10 @@ def fake_backend():
         return FakeBackend("test", **kw)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _own_request_ledger(tmp_path_factory, monkeypatch):
+    """Each test gets its own request ledger: API judges cache answers by default, and a test must
+    not be answered from another test's ledger (or a developer's ~/.cache)."""
+    monkeypatch.setenv("RLAIF_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))

@@ -87,9 +87,16 @@ def test_output_written_before_a_crash_is_intact(tmp_path, fake_backend):
     out = tmp_path / "out.jsonl"
     with pytest.raises(KeyboardInterrupt):
         judge(f, "helpfulness", judge=fake_backend(responder=responder, latency=0.01), output=out, concurrency=1)
-    lines = out.read_text().splitlines()
+    # OUT appears only when complete (never half-written); finished rows wait in OUT.partial
+    assert not out.exists()
+    lines = out.with_name("out.jsonl.partial").read_text().splitlines()[1:]     # line 0: the job header
     assert [json.loads(x)["id"] for x in lines] == [0, 1, 2]     # whole, valid, in order
     assert all(json.loads(x)["score"] == 3 for x in lines)
+    # the same command resumes: only rows 3..5 are judged
+    again = fake_backend(responder=lambda m, p: Completion("3", option_logprobs={"3": 0.0}))
+    judge(f, "helpfulness", judge=again, output=out, concurrency=1)
+    assert len(again.calls) == 3
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == list(range(6))
 
 
 def test_cli_prints_jsonl_to_stdout_with_the_fake_judge(tmp_path, capsys):

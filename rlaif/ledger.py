@@ -1,0 +1,205 @@
+"""The request ledger: every successful answer a judge ever gave, in one SQLite file.
+
+Why: judging 100k rows against a paid API must never pay twice for the same answer. Each request
+is keyed by a hash of (model, rendered messages, generation parameters); a request whose key is
+already here is answered from disk, so re-running a job (after a crash, a SIGKILL, a budget stop,
+or just to change the output file) makes zero API calls for the rows already answered.
+
+A second table, `verdicts`, keeps each finished output row under a hash of (rlaif version, rubric
+id with its templates' hash, judge, mode, judging options, input row): a verdict is a pure function
+of those and of the cached answers, so a fully answered re-run reads rows back in one batched query
+instead of rendering every prompt again (rendering in the Jinja sandbox costs ~0.3 ms a prompt).
+Rows unscored for a transient reason (budget, api_error, timeout) are not kept there.
+
+What is stored: the answer's text, option log-probabilities, top log-probabilities, token usage
+and cost. Not stored: failures (a 429 or a timeout must be retried next time, not replayed), and
+anything about credentials: the key hashes only model + messages + params, and backends never
+put an API key in those.
+
+Where: `<cache_dir>/ledger.sqlite` (`RLAIF_CACHE_DIR` moves it; see rlaif.models.cache_dir()), or
+the file `RLAIF_LEDGER` names.
+Concurrency: WAL mode, so several shards/processes can read and write the same ledger at once;
+a 30 s busy timeout rides out another writer's commit. Writes are buffered and committed in
+small groups (see FLUSH_EVERY) because one commit per row dominates a cached re-run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from rlaif.records import Completion, GenParams, Message, Usage
+
+# Commit after this many buffered answers or this many seconds, whichever comes first. Small
+# enough that a SIGKILL loses at most a handful of (re-askable) answers, large enough that a
+# 1,000 answers/s run does not spend its time in commits.
+FLUSH_EVERY = 32
+FLUSH_SECONDS = 0.5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    option_logprobs TEXT,
+    top_logprobs TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL,
+    finish_reason TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    row TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def request_key(model: str, messages: list[Message], params: GenParams | dict) -> str:
+    """A stable hash of one request. Canonical JSON (sorted keys, no whitespace) so the same
+    request hashes the same in every process and Python version."""
+    # Same as params.key(), without dataclasses.asdict's deep copy (this runs once per request).
+    p = {k: v for k, v in vars(params).items() if v is not None} if isinstance(params, GenParams) else params
+    blob = json.dumps({"model": model, "messages": messages, "params": p}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def default_path() -> Path:
+    """`$RLAIF_LEDGER` if set (a file path; the test suite gives each test its own), else
+    `<cache_dir>/ledger.sqlite`."""
+    import os
+
+    from rlaif.models import cache_dir
+
+    return Path(os.environ["RLAIF_LEDGER"]) if os.environ.get("RLAIF_LEDGER") else cache_dir() / "ledger.sqlite"
+
+
+class Ledger:
+    """`get(key) -> Completion | None`, `put(key, model, completion)`, `get_many(keys)`."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection, used from whichever thread runs the event loop (run_sync may use a helper
+        # thread); the lock keeps the buffered writes and reads consistent.
+        self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable across process kills
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple] = {}
+        self._last_flush = time.monotonic()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            if key in self._pending:
+                return _to_completion(self._pending[key][1:])
+            row = self._db.execute("SELECT model, text, option_logprobs, top_logprobs, prompt_tokens, "
+                                   "completion_tokens, cost, finish_reason FROM responses WHERE key=?",
+                                   (key,)).fetchone()
+        return _to_completion(row) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        """Batch lookup (chunks of 500 keys per query)."""
+        out: dict[str, Completion] = {}
+        with self._lock:
+            for k in keys:
+                if k in self._pending:
+                    out[k] = _to_completion(self._pending[k][1:])
+            rest = [k for k in keys if k not in out]
+            for i in range(0, len(rest), 500):
+                chunk = rest[i:i + 500]
+                q = ("SELECT key, model, text, option_logprobs, top_logprobs, prompt_tokens, completion_tokens, "
+                     f"cost, finish_reason FROM responses WHERE key IN ({','.join('?' * len(chunk))})")
+                for row in self._db.execute(q, chunk):
+                    out[row[0]] = _to_completion(row[1:])
+        return out
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            if key in self._pending:
+                return True
+            return self._db.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone() is not None
+
+    def __len__(self) -> int:
+        self.flush()
+        return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    # -- writes --------------------------------------------------------------------------------
+    def put(self, key: str, model: str, c: Completion) -> None:
+        """Record a successful answer. Buffered; committed every FLUSH_EVERY answers / FLUSH_SECONDS."""
+        row = (key, model, c.text, _dumps(c.option_logprobs), _dumps(c.top_logprobs), c.usage.prompt_tokens,
+               c.usage.completion_tokens, c.cost, c.finish_reason, time.time())
+        with self._lock:
+            self._pending[key] = row
+            due = len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                rows = list(self._pending.values())
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._pending.clear()
+            self._last_flush = time.monotonic()
+
+    # -- verdicts: finished output rows, so a fully answered re-run skips rendering too ------------
+    def get_verdicts(self, keys: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, row FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, row in self._db.execute(q, chunk):
+                    out[k] = json.loads(row)
+        return out
+
+    def put_verdicts(self, items: list[tuple[str, dict]]) -> None:
+        """One transaction for all of them (called once per run, not per row)."""
+        if not items:
+            return
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)",
+                                     [(k, json.dumps(r, ensure_ascii=False), now) for k, r in items])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _dumps(v) -> str | None:
+    return None if v is None else json.dumps(v, separators=(",", ":"))
+
+
+def _to_completion(row) -> Completion:
+    _model, text, olp, tlp, pt, ct, cost, finish = row[:8]
+    return Completion(text=text, option_logprobs=json.loads(olp) if olp else None,
+                      top_logprobs=json.loads(tlp) if tlp else None, usage=Usage(pt, ct), cost=cost,
+                      finish_reason=finish, cached=True)
