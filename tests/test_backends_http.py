@@ -382,3 +382,21 @@ async def test_api_keys_never_appear_in_errors_reprs_or_logs(caplog, capsys):
     for secret in (KEY, ANT_KEY, KEY[-8:], ANT_KEY[-10:], KEY[:12]):
         assert secret not in blob
     assert "***" in blob          # the echoed (masked) key in OpenAI's 401 was redacted too
+
+
+def test_a_backend_object_survives_several_judge_calls():
+    """Each judge() call runs its own event loop; the real OpenAI client (over a loopback server)
+    must follow the loop, not fail with 'Event loop is closed' on the second call."""
+    from openai_server import start_server
+
+    from rlaif.backends.openai import OpenAIBackend
+    from rlaif.judge import judge
+
+    proc, base_url = start_server()
+    try:
+        b = OpenAIBackend("test-model", base_url=base_url)
+        for i in range(3):
+            rows, s = judge([{"prompt": f"p{i}", "response": "r"}], "helpfulness", judge=b, cache=False)
+            assert s.scored == 1 and 1 <= rows[0]["score"] <= 5, rows[0]
+    finally:
+        proc.kill()

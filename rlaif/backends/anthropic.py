@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 
-from rlaif.backends.base import http_error
+from rlaif.backends.base import PerLoopClient, http_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -50,14 +50,18 @@ class AnthropicBackend:
             raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",
                                code="missing_api_key")
         self._secret = key
-        self._client = anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=timeout,
-                                                max_retries=0, http_client=http_client)
+        self._clients = PerLoopClient(lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0, http_client=http_client))
         self._anthropic = anthropic
         # SDK generations differ: anthropic 2.x's messages.create has no temperature/top_p (the API
         # samples at its default for current models). Send them only where the SDK still takes them.
         import inspect
 
-        self._sampling_params = "temperature" in inspect.signature(self._client.messages.create).parameters
+        self._sampling_params = "temperature" in inspect.signature(
+            anthropic.resources.messages.AsyncMessages.create).parameters
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return f"AnthropicBackend(model={self.model!r}, base_url={self.base_url!r})"
@@ -90,7 +94,7 @@ class AnthropicBackend:
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         a = self._anthropic
         try:
-            resp = await self._client.messages.create(**self.request_kwargs(messages, params))
+            resp = await self._clients.get().messages.create(**self.request_kwargs(messages, params))
         except a.APIStatusError as e:
             raise _status_error(e, self._secret) from None
         except a.APITimeoutError:

@@ -107,3 +107,30 @@ def logprob_options(top: dict[str, float], options: list[str] | None) -> dict[st
         if key in options and lp is not None and lp > -9000:
             out[key] = lp if key not in out else max(out[key], lp) + math.log1p(math.exp(-abs(out[key] - lp)))
     return out
+
+
+class PerLoopClient:
+    """An SDK's async client for the running event loop.
+
+    httpx connection pools belong to the event loop that opened them, and every `rlaif.judge()`
+    call runs its own loop (asyncio.run, or a fresh loop on a helper thread inside Jupyter). A backend
+    object reused across calls therefore needs one client per loop, closed with that loop
+    (`aclose()`, which judge() awaits before its loop ends)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._client = None
+        self._loop = None
+
+    def get(self):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = self._factory(), loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.close()

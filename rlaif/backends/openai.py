@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import http_error, logprob_options, redact
+from rlaif.backends.base import PerLoopClient, http_error, logprob_options, redact
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -60,9 +60,13 @@ class OpenAIBackend:
         # 'max_completion_tokens' is what api.openai.com wants (reasoning models reject max_tokens);
         # many compatible servers only know 'max_tokens'.
         self._max_tokens_field = "max_tokens" if custom else "max_completion_tokens"
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
-                                          http_client=http_client, organization=organization)
+        self._clients = PerLoopClient(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0, http_client=http_client,
+            organization=organization))
         self._openai = openai
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
@@ -89,7 +93,7 @@ class OpenAIBackend:
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         o = self._openai
         try:
-            resp = await self._client.chat.completions.create(**self.request_kwargs(messages, params))
+            resp = await self._clients.get().chat.completions.create(**self.request_kwargs(messages, params))
         except o.APIStatusError as e:
             raise _status_error(e, self._secret) from None
         except o.APITimeoutError:
