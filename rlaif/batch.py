@@ -48,7 +48,8 @@ def make_http_client(base_url: str, headers: dict):
 
 
 def _key(env: str, backend) -> str:
-    k = getattr(backend, "api_key", None) or os.environ.get(env)
+    # the key the backend was built with (api_key= or its environment variable), never logged
+    k = getattr(backend, "_secret", None) or getattr(backend, "api_key", None) or os.environ.get(env)
     if not k:
         raise BackendError(f"--batch needs an API key: set {env}", code="missing_api_key")
     return k
