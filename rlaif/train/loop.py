@@ -205,7 +205,10 @@ class Run:
         cuda = self.device.type == "cuda"
         dtype = getattr(torch, self.cfg.dtype) if self.cfg.dtype else (torch.bfloat16 if cuda else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        return self.setup_model(model, tok)
+        model, tok = self.setup_model(model, tok)
+        # record the name the user gave ("default" stays portable; the cache path is per machine)
+        model.peft_config["default"].base_model_name_or_path = self.cfg.model
+        return model, tok
 
     def setup_model(self, model, tok):
         """LoRA, no dropout, gradient checkpointing (GPU), the log-prob wrapper. Accepts an
