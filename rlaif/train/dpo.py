@@ -95,6 +95,8 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
     """
     from rlaif.train.data import collate_pairs, pad_id_of, read_rows, tokenize_pairs
 
+    if isinstance(model, str):          # a model name or folder, not a loaded model
+        model, overrides = None, dict(overrides, model=model)
     cfg = _with(cfg or DPOConfig(), overrides)
     if cfg.loss_type not in losses.DPO_LOSSES:
         raise RlaifError(f"unknown DPO loss '{cfg.loss_type}'; choose one of {', '.join(losses.DPO_LOSSES)}")

@@ -146,6 +146,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     from rlaif.train.dpo import _with
     from rlaif.train.rewards import RubricReward, load_reward
 
+    if isinstance(model, str):          # a model name or folder, not a loaded model
+        model, overrides = None, dict(overrides, model=model)
     cfg = _with(cfg or GRPOConfig(), overrides)
     problems = []
     if not cfg.rewards:

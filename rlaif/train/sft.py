@@ -32,6 +32,8 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
     from rlaif.train.data import best_demos, collate_demos, pad_id_of, read_rows, tokenize_demos
     from rlaif.train.dpo import _avg, _with
 
+    if isinstance(model, str):          # a model name or folder, not a loaded model
+        model, overrides = None, dict(overrides, model=model)
     cfg = _with(cfg or SFTConfig(), overrides)
     run = Run(cfg, "sft")
     rows = read_rows(data, cfg.split)
