@@ -83,17 +83,21 @@ def test_dpo_on_judged_pairs_raises_the_target_rate(tmp_path):
 
     t0 = time.time()
     model, tok = load_model("default", device="cpu")
-    before, _ = rate(model, tok, HELD_OUT)
-    # candidates: the model's own greedy answer, and its first sentence (a shorter answer in its own words)
-    answers = generate(model, tok, TRAIN)
+    # one batched generation: the held-out answers give the starting rate, the training ones the candidates
+    answers = generate(model, tok, TRAIN + HELD_OUT)
+    before = sum(target(t, f) for t, f in answers[len(TRAIN):]) / len(HELD_OUT)
+    # candidates in the model's own words: its greedy answer, its first sentence, its first clause;
+    # the rule judges them and the best and worst become a pair when they differ on the target
     rows = []
     for topic, (text, finished) in zip(TRAIN, answers):
         first = text.split(". ")[0].rstrip(".") + "."
-        cands = [(first, True), (text, finished)]
-        judged = sorted(cands, key=lambda c: (not target(*c), len(c[0].split())))    # the rule judges them
-        if judged[0][0] != judged[1][0] and target(*judged[0]) and not target(*judged[1]):
-            rows.append({"prompt": prompt(topic), "chosen": [{"role": "assistant", "content": judged[0][0]}],
-                         "rejected": [{"role": "assistant", "content": judged[1][0]}]})
+        clause = first.split(", ")[0].rstrip(".") + "."
+        cands = [(text, finished), (first, True), (clause, True)]
+        judged = sorted(cands, key=lambda c: (not target(*c), len(c[0].split())))
+        best, worst = judged[0], judged[-1]
+        if target(*best) and not target(*worst):
+            rows.append({"prompt": prompt(topic), "chosen": [{"role": "assistant", "content": best[0]}],
+                         "rejected": [{"role": "assistant", "content": worst[0]}]})
     assert len(rows) >= 10, rows
     t1 = time.time()
     train_dpo(rows, model=model, tokenizer=tok, max_steps=24, batch_size=4, learning_rate=5e-4, beta=0.1,

@@ -59,9 +59,9 @@ def dpo_batch_loss(lp_model, ref_model, batch: dict, cfg: DPOConfig) -> tuple:
 
 
 def _ref_forward(lp_model, ids, attn, cmask):
-    """Reference log-probs: the unwrapped log-prob module (no DDP hooks needed without gradients)."""
-    inner = lp_model.module if hasattr(lp_model, "module") else lp_model
-    return inner(ids, attn, cmask)
+    """Reference log-probs through the same (possibly DDP/FSDP-wrapped) module: FSDP must gather
+    its shards for any forward; under no_grad DDP skips its gradient bookkeeping."""
+    return lp_model(ids, attn, cmask)
 
 
 def precompute_reference(run: Run, examples: list[dict], cfg: DPOConfig) -> None:

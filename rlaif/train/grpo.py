@@ -101,7 +101,7 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
     seq = collate_sequences([p for p in prompt_ids for _ in range(G)], [c if c else [pad_id_of(run.tok)] for c in comp_ids],
                             pad_id_of(run.tok))
     seq = {k: v.to(run.device) for k, v in seq.items()}
-    inner = run.acc.unwrap_model(run.lp_model)
+    inner = run.lp_model          # the wrapped module: FSDP gathers shards, DDP skips bookkeeping under no_grad
     with torch.no_grad(), run.acc.autocast():
         old = inner(seq["input_ids"], seq["attention_mask"], seq["completion_mask"]) if cfg.num_iterations > 1 else None
         ref = None
