@@ -29,13 +29,19 @@ def target(text: str, finished: bool) -> bool:
     return finished and len(text.split()) <= MAX_WORDS
 
 
-def brevity_reward(prompts, completions, **kw):
-    """GRPO reward: 1 for a complete answer within MAX_WORDS words, else less the longer it runs."""
+def brevity_reward(prompts, completions, completion_ids, **kw):
+    """GRPO reward = the target itself: 1 for a finished answer (it ends with EOS) of at most MAX_WORDS
+    words, else minus the share of the token budget used. Counting tokens, not only words, leaves
+    no room for unfinished word-less output to score well."""
     out = []
-    for c in completions:
+    for c, ids in zip(completions, completion_ids):
         text = c[0]["content"] if isinstance(c, list) else c
-        out.append(1.0 if len(text.split()) <= MAX_WORDS else -len(text.split()) / 40)
+        finished = bool(ids) and ids[-1] == EOS[0]
+        out.append(1.0 if finished and len(text.split()) <= MAX_WORDS else -len(ids) / MAX_NEW)
     return out
+
+
+EOS = [2]    # SmolLM2's <|im_end|>; checked against the tokenizer in the test
 
 
 def generate(model, tok, topics, sample=False, n=1):
@@ -117,10 +123,11 @@ def test_grpo_with_the_rule_as_reward_raises_the_target_rate(tmp_path):
 
     t0 = time.time()
     model, tok = load_model("default", device="cpu")
+    assert tok.eos_token_id == EOS[0]
     before, _ = rate(model, tok, HELD_OUT)
     t1 = time.time()
     train_grpo([{"prompt": prompt(t)} for t in TRAIN], model=model, tokenizer=tok, rewards=[brevity_reward],
-               max_steps=10, batch_size=2, num_generations=4, max_completion_length=MAX_NEW, learning_rate=1e-3,
+               max_steps=10, batch_size=2, num_generations=4, max_completion_length=MAX_NEW, learning_rate=3e-4,
                beta=0.0, loss_type="dapo", output_dir=str(tmp_path / "grpo"), progress=False, save_steps=0)
     t2 = time.time()
     after, answers_after = rate(model, tok, HELD_OUT)
