@@ -30,12 +30,17 @@ from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
 from rlaif.shards import merge
 
-_EAGER = ["judge", "merge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics", "get_backend", "evaluate", "rubric_test",
-          "rubric_diff", "check_gate", "report", "Completion", "GenParams", "Judgment", "RlaifError", "ConfigError",
+_EAGER = ["judge", "merge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics",
+          "get_backend", "evaluate", "rubric_test", "rubric_diff", "check_gate", "report", "Completion", "GenParams", "Judgment", "RlaifError", "ConfigError",
           "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError"]
 
 # Heavy ones (they import torch/peft at module level) load on first use: public name -> "module:attribute".
-_API: dict[str, str] = {}
+_API = {
+    "train_dpo": "rlaif.train.dpo:train_dpo",
+    "train_grpo": "rlaif.train.grpo:train_grpo",
+    "train_sft": "rlaif.train.sft:train_sft",
+    "export": "rlaif.train.export:export",
+}
 
 __all__ = ["__version__", *_EAGER, *_API]
 
