@@ -139,9 +139,9 @@ def test_no_logprobs_from_a_logprob_judge_is_unscored(fake_backend):
 
 def test_backend_failure_is_unscored_with_status(fake_backend):
     def boom(messages, params):
-        raise BackendError("rate limited", code="rate_limited", status=429)
+        raise BackendError("bad key", code="auth", status=401)      # never retried
     rows, s = judge([{"prompt": "p", "response": "r"}], "helpfulness", judge=fake_backend(responder=boom))
-    assert rows[0]["error"] == "api_error:429" and s.unscored == {"api_error:429": 1}
+    assert rows[0]["error"] == "api_error:401" and s.unscored == {"api_error:401": 1}
 
 
 def test_one_failed_order_makes_the_pair_unscored(fake_backend):

@@ -137,13 +137,14 @@ def test_api_errors_become_reason_codes():
         raise BackendError("openai HTTP 429 (rate_limit_exceeded): slow down", code="rate_limit_exceeded", status=429,
                            retry_after=1.0, retryable=True)
 
-    out, s = run([ROW], FakeBackend("x", responder=fail, supports_logprobs=False))
+    # max_retries=0: the engine's retries are tested in test_engine.py; here only the reason code
+    out, s = run([ROW], FakeBackend("x", responder=fail, supports_logprobs=False), max_retries=0)
     assert out[0]["error"] == "api_error:429" and s.unscored["api_error:429"] == 1
 
     def stall(messages, params):
         raise BackendError("timed out", code="timeout", retryable=True)
 
-    out, _ = run([ROW], FakeBackend("x", responder=stall, supports_logprobs=False))
+    out, _ = run([ROW], FakeBackend("x", responder=stall, supports_logprobs=False), max_retries=0)
     assert out[0]["error"] == "timeout"
 
 

@@ -82,12 +82,12 @@ def test_every_request_gets_the_asked_params(tmp_path, fake_backend):
 def test_failed_requests_are_counted_not_written(tmp_path, fake_backend):
     def responder(messages, params):
         if "bad" in messages[-1]["content"]:
-            raise BackendError("server said no", code="api_error", status=503)
+            raise BackendError("server said no", code="api_error", status=400)     # not retried
         return Completion(text="fine", finish_reason="stop")
 
     rows, summary = sample(["good", "bad"], 2, model=fake_backend(responder=responder))
     assert [r["prompt_id"] for r in rows] == ["0", "0"]
-    assert summary.failed == {"api_error:503": 2} and "failed api_error:503: 2" in summary.render()
+    assert summary.failed == {"api_error:400": 2} and "failed api_error:400: 2" in summary.render()
     with pytest.raises(RlaifError, match="every one of the 2 sampling requests failed"):
         sample(["bad"], 2, model=fake_backend(responder=responder))
 
