@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-# Keep the 2-core CI machine responsive and results deterministic.
+# Keep the 2-core CI machine responsive and results deterministic. One torch thread per process:
+# tests run model code in-process *and* in subprocesses (CLI runs, loopback servers) at the same time,
+# and two processes spinning two OpenMP threads each on 2 cores were measured 30x slower (330 s vs
+# 10 s for one generative judgment); set before any test module imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
