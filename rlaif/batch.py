@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from rlaif.backends.base import chat_completion_params
 from rlaif.errors import BackendError, RlaifError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -84,23 +85,12 @@ class OpenAIBatch:
 
     def __init__(self, backend, model: str):
         self.model = model
+        self.logprobs = getattr(backend, "supports_logprobs", True)
         base = getattr(backend, "base_url", None) or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.http = make_http_client(str(base).rstrip("/"), {"Authorization": f"Bearer {_key('OPENAI_API_KEY', backend)}"})
 
     def body(self, messages: list[Message], p: GenParams) -> dict:
-        b = {"model": self.model, "messages": messages, "max_tokens": p.max_tokens, "temperature": p.temperature}
-        if p.top_p != 1.0:
-            b["top_p"] = p.top_p
-        if p.seed is not None:
-            b["seed"] = p.seed
-        if p.stop:
-            b["stop"] = p.stop
-        if p.top_logprobs:
-            b.update(logprobs=True, top_logprobs=p.top_logprobs)
-        if p.json_schema:
-            b["response_format"] = {"type": "json_schema",
-                                    "json_schema": {"name": "verdict", "schema": p.json_schema, "strict": True}}
-        return b
+        return {"model": self.model, "messages": messages, **chat_completion_params(p, logprobs=self.logprobs)}
 
     def submit(self, requests: list[tuple[str, list[Message], GenParams]]) -> str:
         lines = "".join(json.dumps({"custom_id": k, "method": "POST", "url": "/v1/chat/completions",

@@ -327,7 +327,9 @@ def generate_answers(model, tok, prompts: list, max_new_tokens: int = MAX_NEW_TO
     params = GenParams(max_tokens=max_new_tokens, temperature=0.0)
     order = sorted(range(len(prompts)), key=lambda i: len(json.dumps(prompts[i])))
     out: list[str | None] = [None] * len(prompts)
-    bar = _bar(progress, len(prompts), f"generating {label}")
+    from rlaif.judge import progress_bar
+
+    bar = progress_bar(progress, len(prompts), f"generating {label}")
 
     async def one(i):
         out[i] = (await backend.complete(_messages(prompts[i]), params)).text.strip()
@@ -343,18 +345,6 @@ def generate_answers(model, tok, prompts: list, max_new_tokens: int = MAX_NEW_TO
         if bar:
             bar[0].stop()
     return out  # type: ignore[return-value]
-
-
-def _bar(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                 TimeElapsedColumn(), console=Console(stderr=True))
-    p.start()
-    return p, p.add_task(label, total=total)
 
 
 def _both(model, tok, prompts, max_new_tokens, batch_size, what, progress) -> tuple[list[str], list[str]]:

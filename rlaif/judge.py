@@ -669,7 +669,7 @@ async def judge_rows_async(rows: list[dict], rubric: Rubric | str, mode: str | N
         raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' (it supports {', '.join(rubric.modes)})")
     results: list[Judgment | None] = [None] * len(rows)
     next_out = 0
-    bar = _progress(progress, len(rows), backend.name)
+    bar = progress_bar(progress, len(rows), f"judging with {backend.name}")
 
     async def one(i, row):
         nonlocal next_out
@@ -689,7 +689,9 @@ async def judge_rows_async(rows: list[dict], rubric: Rubric | str, mode: str | N
     return results  # type: ignore[return-value]
 
 
-def _progress(enabled: bool, total: int, label: str):
+def progress_bar(enabled: bool, total: int, description: str):
+    """A rich progress bar on stderr, started; returns (progress, task id) or None when disabled.
+    Shared by judging, sampling and eval so every stage looks the same."""
     if not enabled:
         return None
     from rich.console import Console
@@ -698,7 +700,7 @@ def _progress(enabled: bool, total: int, label: str):
     p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
     p.start()
-    return p, p.add_task(f"judging with {label}", total=total)
+    return p, p.add_task(description, total=total)
 
 
 # ---------------------------------------------------------------------------------------------

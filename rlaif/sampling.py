@@ -36,6 +36,7 @@ from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
 from rlaif.io import JsonlWriter, iter_jsonl, write_jsonl
+from rlaif.judge import progress_bar
 from rlaif.records import GenParams
 
 ROLES = ("system", "user", "assistant")
@@ -164,7 +165,7 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
     engine = Engine(backend, concurrency=concurrency)
     summary = SampleSummary(prompts=len(prompts), requested=len(prompts) * n)
     jobs = [(p, k) for p in prompts for k in range(n)]
-    bar = _progress(progress, len(jobs), backend.name)
+    bar = progress_bar(progress, len(jobs), f"sampling with {backend.name}")
     sampling = {"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
 
     async def one(p, k):
@@ -209,18 +210,6 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
     summary.written = len(rows)
     summary.distinct = len({(r["prompt_id"], r["response"]) for r in rows})
     return rows, summary
-
-
-def _progress(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                 console=Console(stderr=True))
-    p.start()
-    return p, p.add_task(f"sampling with {label}", total=total)
 
 
 def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backend | None = None,

@@ -134,3 +134,26 @@ class PerLoopClient:
         client, self._client, self._loop = self._client, None, None
         if client is not None:
             await client.close()
+
+
+MAX_TOP_LOGPROBS = 20        # OpenAI's limit (more is a 400); OpenAI-compatible servers follow it
+
+
+def chat_completion_params(params: GenParams, *, logprobs: bool, json_schema: bool = True,
+                           max_tokens_field: str = "max_tokens") -> dict:
+    """The OpenAI chat-completions sampling fields for `params`: one definition for the OpenAI and
+    LiteLLM backends and the OpenAI Batch body, so a batched request asks exactly what a live one would."""
+    kw: dict = {max_tokens_field: params.max_tokens, "temperature": params.temperature}
+    if params.top_p != 1.0:
+        kw["top_p"] = params.top_p
+    if params.seed is not None:
+        kw["seed"] = params.seed
+    if params.stop:
+        kw["stop"] = params.stop
+    if logprobs and (params.top_logprobs or params.options):
+        kw["logprobs"] = True
+        kw["top_logprobs"] = min(MAX_TOP_LOGPROBS, params.top_logprobs or MAX_TOP_LOGPROBS)
+    if params.json_schema is not None and json_schema:
+        kw["response_format"] = {"type": "json_schema",
+                                 "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
+    return kw

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import http_error
+from rlaif.backends.base import chat_completion_params, http_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message
 
-MAX_TOP_LOGPROBS = 20
 
 
 def _import_litellm():
@@ -66,20 +65,9 @@ class LiteLLMBackend:
         return f"LiteLLMBackend(model={self.model!r}, base_url={self.base_url!r})"
 
     def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
-        kw: dict = {"model": self.model, "messages": messages, "max_tokens": params.max_tokens,
-                    "temperature": params.temperature, "timeout": self.timeout, "num_retries": 0}
-        if params.top_p != 1.0:
-            kw["top_p"] = params.top_p
-        if params.seed is not None:
-            kw["seed"] = params.seed
-        if params.stop:
-            kw["stop"] = params.stop
-        if self.supports_logprobs and (params.top_logprobs or params.options):
-            kw["logprobs"] = True
-            kw["top_logprobs"] = min(MAX_TOP_LOGPROBS, params.top_logprobs or MAX_TOP_LOGPROBS)
-        if params.json_schema is not None and self.supports_json_schema:
-            kw["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
+        kw: dict = {"model": self.model, "messages": messages, "timeout": self.timeout, "num_retries": 0,
+                    **chat_completion_params(params, logprobs=self.supports_logprobs,
+                                             json_schema=self.supports_json_schema)}
         if self.base_url:
             kw["api_base"] = self.base_url
         if self._secret:

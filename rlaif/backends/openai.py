@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import PerLoopClient, http_error, logprob_options, redact
+from rlaif.backends.base import MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options, redact
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
-MAX_TOP_LOGPROBS = 20        # the API's limit; more is a 400
 
 
 class OpenAIBackend:
@@ -73,22 +72,9 @@ class OpenAIBackend:
 
     def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
         """The chat.completions.create arguments for one request (public: tests assert the wire format)."""
-        kw: dict = {"model": self.model, "messages": messages, self._max_tokens_field: params.max_tokens,
-                    "temperature": params.temperature}
-        if params.top_p != 1.0:
-            kw["top_p"] = params.top_p
-        if params.seed is not None:
-            kw["seed"] = params.seed
-        if params.stop:
-            kw["stop"] = params.stop
-        if self.supports_logprobs and (params.top_logprobs or params.options):
-            kw["logprobs"] = True
-            kw["top_logprobs"] = min(MAX_TOP_LOGPROBS, params.top_logprobs or MAX_TOP_LOGPROBS)
-        if params.json_schema is not None:
-            kw["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": "verdict",
-                                                     "schema": params.json_schema, "strict": True}}
-        return kw
+        return {"model": self.model, "messages": messages,
+                **chat_completion_params(params, logprobs=self.supports_logprobs,
+                                         max_tokens_field=self._max_tokens_field)}
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         o = self._openai
