@@ -105,7 +105,7 @@ class PipelineConfig(_Strict):
 
 
 # Optional later stages: (section, rlaif function, the arguments the pipeline wires in itself)
-HOOKS = {"train": ("train_dpo", ("dataset", "output")), "eval": ("evaluate", ("adapter", "output"))}
+HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")), "eval": ("evaluate", ("adapter", "output"))}
 
 
 @dataclass
@@ -238,8 +238,14 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             continue
         if not isinstance(raw[sec], dict):
             continue
-        params = inspect.signature(fn).parameters
+        params = dict(inspect.signature(fn).parameters)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        if sec == "train":            # train_dpo(**overrides): the options are DPOConfig's fields
+            import dataclasses
+
+            from rlaif.train.dpo import DPOConfig
+            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})
+            takes_any = False
         for key in raw[sec]:
             if key in wired:
                 out.append(Problem(at(f"{sec}.{key}"), "set by the pipeline itself; remove it"))
@@ -453,11 +459,14 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
     stage("pairs", stage_key("pairs", pc.model_dump(), {"judged": content_hash(judged)}), dataset, do_pairs)
 
     # 4-5. optional train / eval, through the functions other modules provide
-    adapter = wd / "adapter"
+    train_dir = wd / "train"
+    adapter = train_dir / "adapter"          # written last by train_dpo: its presence means training finished
     if cfg.train is not None:
         def do_train():
-            out = _call_with(rlaif.train_dpo, {"dataset": str(dataset), "output": str(adapter)}, cfg.train)
-            return out if isinstance(out, dict) else {}
+            # a killed training run continues from its newest checkpoint, exactly (see rlaif/train/loop.py)
+            resume = True if any(train_dir.glob("checkpoint-*")) else None
+            out = rlaif.train_dpo(str(dataset), output_dir=str(train_dir), resume=resume, **cfg.train)
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
         stage("train", stage_key("train", cfg.train, {"dataset": content_hash(dataset)}), adapter, do_train)
     if cfg.eval is not None:
         report = wd / "eval"
