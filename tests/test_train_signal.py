@@ -1,6 +1,8 @@
-"""Learning signal on the embedded SmolLM2 (slow): with a checkable target — the answer is finished
-within MAX_WORDS words — DPO on pairs judged by that rule, and GRPO with that rule as the reward,
-each raise the target rate on held-out prompts by a clear margin within a few CPU minutes.
+"""Learning signal on the embedded SmolLM2 (slow): with a checkable target, DPO on pairs judged by
+the rule, and GRPO with the rule as the reward, each raise the target rate on held-out prompts by a
+clear margin within a few CPU minutes. DPO's target: a finished answer of at most MAX_WORDS words to
+"Tell me about X". GRPO's: a finished answer of 1..ONE_WORD words to a short question asked to be
+answered in one word (a target the model sometimes hits when sampling, so GRPO's groups differ).
 
 The judge here is the rule itself (it is checkable, which is the point: no model judge can be
 wrong about it). Held-out prompts are never trained on. Generation for evaluation is greedy."""
@@ -116,11 +118,67 @@ def test_dpo_on_judged_pairs_raises_the_target_rate(tmp_path):
     assert after >= before + 0.4, (before, after)
 
 
+# GRPO needs groups whose samples differ on the target: from "Tell me about X" SmolLM2 almost never
+# finishes within the cap, every group ties and there is no gradient. Short factual questions with
+# an instruction to answer in one word give a low but non-zero base rate (a few samples in 8 answer
+# in a word or three, most say "The answer is ..." or ramble), which is what GRPO can amplify.
+ONE_WORD = 3             # the GRPO target: a finished answer of 1..ONE_WORD words
+GRPO_NEW = 24            # generation cap for GRPO (training and evaluation); a short answer fits easily
+QUESTIONS = ["What is the capital of France?", "What color is the sky?", "How many legs does a spider have?",
+             "Who wrote Hamlet?", "What do bees make?", "What is the largest planet?", "What is frozen water called?",
+             "What animal says moo?", "What language is spoken in Spain?", "What is the opposite of hot?",
+             "What gas do plants absorb?", "What is the capital of Japan?", "What metal is a magnet made of?",
+             "What do cows drink?", "Which season comes after winter?", "What is the fastest land animal?",
+             # held out
+             "What is the capital of Italy?", "What color are bananas?", "How many days are in a week?",
+             "Who painted the Mona Lisa?", "What do spiders spin?", "What is the closest star to Earth?",
+             "What is the chemical symbol for gold?", "What animal barks?", "What is the largest ocean?",
+             "What fruit is used to make wine?", "What is the opposite of up?", "Which month comes after June?"]
+Q_TRAIN, Q_HELD_OUT = QUESTIONS[:16], QUESTIONS[16:]
+
+
+def question(q):
+    return [{"role": "user", "content": f"{q} Answer in one word."}]
+
+
+def one_word_target(text: str, finished: bool) -> bool:
+    return finished and 1 <= len(text.split()) <= ONE_WORD
+
+
+def one_word_reward(prompts, completions, completion_ids, **kw):
+    """GRPO reward = the target itself: 1 for a finished answer (it ends with EOS) of 1..ONE_WORD words,
+    0 for a longer (or empty) finished one, -1 for an answer still going at the token cap. Finishing is
+    read from the token ids, so unfinished output cannot score by having few spaces; an empty answer
+    does not count as a short one."""
+    out = []
+    for c, ids in zip(completions, completion_ids):
+        text = c[0]["content"] if isinstance(c, list) else c
+        finished = bool(ids) and ids[-1] == EOS[0]
+        out.append((1.0 if one_word_target(text, True) else 0.0) if finished else -1.0)
+    return out
+
+
+def one_word_rate(model, tok, qs):
+    """Greedy answers to the questions -> (share on target, answers)."""
+    from rlaif.train.data import render_prompt
+
+    enc = [render_prompt(tok, question(q)) for q in qs]
+    w, pad = max(map(len, enc)), tok.pad_token_id
+    ids = torch.tensor([[pad] * (w - len(e)) + e for e in enc])
+    att = torch.tensor([[0] * (w - len(e)) + [1] * len(e) for e in enc])
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=att, max_new_tokens=GRPO_NEW, do_sample=False, pad_token_id=pad)
+    answers = []
+    for row in out[:, w:].tolist():
+        finished = tok.eos_token_id in row
+        row = row[: row.index(tok.eos_token_id)] if finished else row
+        answers.append((tok.decode(row, skip_special_tokens=True).strip(), finished))
+    return sum(one_word_target(t, f) for t, f in answers) / len(answers), answers
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not yet demonstrated: from 'Tell me about X' prompts SmolLM2's samples almost never "
-                          "finish within 40 tokens, so every group ties at -1 (frac_zero_std = 1) and GRPO gets no "
-                          "signal; needs prompts/target with a non-zero base rate (see the training report)",
-                   strict=False)
+@pytest.mark.ci          # about 1 CPU minute on 2 idle cores
 def test_grpo_with_the_rule_as_reward_raises_the_target_rate(tmp_path):
     from rlaif.models import load_model
     from rlaif.train.grpo import train_grpo
@@ -128,14 +186,18 @@ def test_grpo_with_the_rule_as_reward_raises_the_target_rate(tmp_path):
     t0 = time.time()
     model, tok = load_model("default", device="cpu")
     assert tok.eos_token_id == EOS[0]
-    before, _ = rate(model, tok, HELD_OUT)
+    before, answers_before = one_word_rate(model, tok, Q_HELD_OUT)
     t1 = time.time()
-    train_grpo([{"prompt": prompt(t)} for t in TRAIN], model=model, tokenizer=tok, rewards=[brevity_reward],
-               max_steps=10, batch_size=2, num_generations=8, max_completion_length=MAX_NEW, learning_rate=3e-4, temperature=0.7,
-               beta=0.0, loss_type="dapo", output_dir=str(tmp_path / "grpo"), progress=False, save_steps=0)
+    torch.manual_seed(0)
+    train_grpo([{"prompt": question(q)} for q in Q_TRAIN], model=model, tokenizer=tok, rewards=[one_word_reward],
+               max_steps=5, batch_size=4, num_generations=6,
+               max_completion_length=GRPO_NEW, learning_rate=1e-3,
+               temperature=1.0, beta=0.0, loss_type="dapo", seed=0,
+               output_dir=str(tmp_path / "grpo"), progress=False, save_steps=0)
     t2 = time.time()
-    after, answers_after = rate(model, tok, HELD_OUT)
+    after, answers_after = one_word_rate(model, tok, Q_HELD_OUT)
     m = [json.loads(x) for x in open(tmp_path / "grpo" / "metrics.jsonl")]
     _report("grpo", before=before, after=after, train_s=round(t2 - t1, 1), total_s=round(time.time() - t0, 1),
-            reward_first=m[0]["reward"], reward_last=m[-1]["reward"], example=answers_after[0][0])
+            reward=[round(x["reward"], 2) for x in m], frac_zero_std=[round(x["frac_zero_std"], 2) for x in m],
+            before_answers=[a for a, _ in answers_before], after_answers=[a for a, _ in answers_after])
     assert after >= before + 0.4, (before, after)
