@@ -121,6 +121,7 @@ def test_generative_judging_through_transformers_serve(transformers_server, pref
     print({r["id"]: (r.get("score"), r.get("error"), r.get("parse")) for r in rows})
 
 
+@pytest.mark.ci          # one real server start + one request: the representative real-server test in CI
 def test_logprob_judging_through_a_server_without_logprobs_is_flagged(transformers_server):
     from rlaif.judge import judge
 

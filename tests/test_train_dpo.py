@@ -149,6 +149,7 @@ def _cli(args, **kw):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_killed_and_resumed_dpo_reproduces_the_loss_curve(tmp_path):
     """SIGKILL the CLI after its second checkpoint, resume, and compare with an uninterrupted run."""
     path = save_tiny(tmp_path / "tiny")
