@@ -30,7 +30,7 @@ def test_rubric_reward_goes_through_the_judge(fake_backend):
     r = RubricReward("helpfulness", backend=backend)
     out = r(["q1", [{"role": "user", "content": "q2"}]], ["a good answer", [{"role": "assistant", "content": "bad"}]])
     assert out == [4.0, None] and r.errors["parse_error"] == 1
-    assert len(backend.calls) == 2
+    assert len(backend.calls) == 3          # the unreadable verdict is re-asked once, then left unscored
 
 
 def test_reward_specs(tmp_path):
