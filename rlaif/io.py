@@ -79,6 +79,16 @@ def iter_jsonl(path: str | Path) -> Iterable[tuple[int, object]]:
                 yield n, InputError(path, n, None, f"invalid JSON: {e.msg} (column {e.colno})")
 
 
+def numbered_rows(path: str | Path) -> list[tuple[int, object]]:
+    """Every (line number, value) of a JSONL file; the first invalid line raises its InputError."""
+    items = []
+    for n, value in iter_jsonl(path):
+        if isinstance(value, InputError):
+            raise value
+        items.append((n, value))
+    return items
+
+
 def read_rows(path: str | Path, mode: str | None = None, *, needs_reference: bool = False,
               skip_invalid: bool = False) -> tuple[ReadResult, str]:
     """Read and validate every row. Returns (result, mode); mode is inferred from the first valid row."""

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError, RlaifError
-from rlaif.io import iter_jsonl
+from rlaif.io import iter_jsonl, numbered_rows
 
 POLICIES = ("best_vs_worst", "all_pairs", "best_vs_random")
 INCONSISTENT = ("drop", "downweight", "keep")
@@ -174,11 +174,7 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
     """(rows, line numbers, mode, path). One mode per file."""
     if isinstance(source, (str, Path)):
         path = str(source)
-        items = []
-        for n, v in iter_jsonl(path):
-            if isinstance(v, InputError):
-                raise v
-            items.append((n, v))
+        items = numbered_rows(path)
     else:
         path, items = "<rows>", list(enumerate(source, 1))
     if not items:

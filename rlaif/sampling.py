@@ -35,7 +35,7 @@ from rlaif.backends import get_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
-from rlaif.io import JsonlWriter, iter_jsonl, write_jsonl
+from rlaif.io import JsonlWriter, iter_jsonl, numbered_rows, write_jsonl
 from rlaif.judge import progress_bar
 from rlaif.records import GenParams
 
@@ -90,11 +90,7 @@ def read_prompts(source: str | Path | list, limit: int | None = None) -> list[di
     even past `limit` (the first `limit` rows are returned), so a bad file fails the same way."""
     if isinstance(source, (str, Path)):
         path = str(source)
-        items = []
-        for n, value in iter_jsonl(path):
-            if isinstance(value, InputError):
-                raise value
-            items.append((n, value))
+        items = numbered_rows(path)
         if not items:
             raise InputError(path, None, None, "file is empty: expected one JSON object per line")
     else:
