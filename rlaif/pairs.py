@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError, RlaifError
-from rlaif.io import iter_jsonl, numbered_rows
+from rlaif.io import numbered_rows
 
 POLICIES = ("best_vs_worst", "all_pairs", "best_vs_random")
 INCONSISTENT = ("drop", "downweight", "keep")
