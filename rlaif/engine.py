@@ -129,6 +129,35 @@ class RunStats:
                 "saved_by_cache": self.saved}
 
 
+class Budget:
+    """A spending cap (USD). One per job; a jury's members share one, across their threads.
+
+    `check` refuses a request whose estimated cost (added to what is spent and what requests in
+    flight have reserved) would pass the cap; once refused, every later request is refused too,
+    so rows finish in order and the job stops cleanly."""
+
+    def __init__(self, max_cost: float):
+        self.max_cost = max_cost
+        self.spent = 0.0
+        self.reserved = 0.0
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def check(self, reserve: float) -> None:
+        with self._lock:
+            if self.stopped or self.spent + self.reserved + reserve > self.max_cost:
+                self.stopped = True
+                raise BackendError(f"budget of ${self.max_cost:g} reached (spent ${self.spent:.4f})", code="budget")
+
+    def hold(self, amount: float) -> None:        # + before a request is sent, - when it returns
+        with self._lock:
+            self.reserved += amount
+
+    def spend(self, cost: float) -> None:
+        with self._lock:
+            self.spent += cost
+
+
 @dataclass
 class DryRunEstimate:
     requests: int = 0              # requests the job would send
@@ -148,7 +177,7 @@ class Engine:
                  tpm: float | None = None, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES,
                  ledger: Ledger | None = None, max_cost: float | None = None,
                  prices: dict[str, Price] | None = None, dry_run: bool = False, backoff_base: float = 1.0,
-                 backoff_cap: float = 60.0, seed: int | None = None):
+                 backoff_cap: float = 60.0, seed: int | None = None, budget: Budget | None = None):
         if concurrency < 1:
             raise RlaifError(f"concurrency must be >= 1, got {concurrency}")
         self.backend = backend
@@ -160,8 +189,11 @@ class Engine:
         self.ledger = ledger
         self.dry_run = dry_run
         self.price = price_for(backend.name, prices)
-        self.max_cost = max_cost
-        if max_cost is not None and self.price is None:
+        if budget is None and max_cost is not None:
+            budget = Budget(max_cost)
+        self.budget = budget
+        self.max_cost = budget.max_cost if budget is not None else None
+        if self.max_cost is not None and self.price is None:
             raise RlaifError(f"--max-cost needs a price for '{backend.name}', and none is known; give one in a "
                              "price file (--prices prices.yaml with '{name}: {{input: USD/1M, output: USD/1M}}')"
                              .replace("{name}", backend.name))
@@ -175,8 +207,6 @@ class Engine:
         self._loop = None
         self._inflight: dict[str, asyncio.Future] = {}
         self._pause_until = 0.0          # monotonic time before which no request is sent (after a 429)
-        self._reserved = 0.0             # estimated cost of requests in flight (budget)
-        self._over_budget = False
         self._dry_seen: set[str] = set()
         self._dry_hits: set[str] = set()
         self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
@@ -244,7 +274,8 @@ class Engine:
                 # Checked again inside the slot: what is spent (or reserved by requests in flight)
                 # now is known, so concurrency cannot race past the budget.
                 self._check_budget(reserve)
-                self._reserved += reserve
+                if self.budget is not None:
+                    self.budget.hold(reserve)
                 try:
                     self.stats.api_calls += 1
                     c = await self._attempt(messages, params)
@@ -254,7 +285,8 @@ class Engine:
                     self._account(c, est_tokens)
                     return c
                 finally:
-                    self._reserved -= reserve
+                    if self.budget is not None:
+                        self.budget.hold(-reserve)
             if not is_retryable(err) or attempt == self.max_retries:
                 break
             if err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER:
@@ -293,11 +325,8 @@ class Engine:
             raise BackendError(f"{type(e).__name__}: {e}", code="backend_error") from e
 
     def _check_budget(self, reserve: float) -> None:
-        if self.max_cost is None:
-            return
-        if self._over_budget or self.stats.cost + self._reserved + reserve > self.max_cost:
-            self._over_budget = True        # once stopped, stay stopped: rows finish in order, cleanly
-            raise BackendError(f"budget of ${self.max_cost:g} reached (spent ${self.stats.cost:.4f})", code="budget")
+        if self.budget is not None:
+            self.budget.check(reserve)
 
     def _account(self, c: Completion, est_tokens: int) -> None:
         u = c.usage or Usage()
@@ -308,6 +337,8 @@ class Engine:
             c.cost = self.price.cost(u.prompt_tokens, u.completion_tokens)
         if c.cost is not None:
             self.stats.cost += c.cost
+            if self.budget is not None:
+                self.budget.spend(c.cost)
         if self.tpm:
             self.tpm.refund(est_tokens - (u.prompt_tokens + u.completion_tokens))
 

@@ -818,17 +818,20 @@ def _write_header(path: Path, fingerprint: str) -> None:
 class _Progress:
     """A rich progress bar with the live rate, spend and unscored count."""
 
-    def __init__(self, total: int, done: int, label: str, engine: Engine):
+    def __init__(self, total: int, done: int, label: str, engine: Engine, group=None):
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
         self.engine = engine
-        self.p = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
-                          TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                          console=Console(stderr=True), transient=False)
-        self.p.start()
+        self.own = group is None           # a jury shows its members as tasks of one shared display
+        self.p = group or Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                                   MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                                   TextColumn("{task.fields[cost]}"), TextColumn("{task.fields[unscored]}"),
+                                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                   transient=False)
+        if self.own:
+            self.p.start()
         self.t0 = __import__("time").monotonic()
         self.done0 = done
         self.unscored = 0
@@ -841,7 +844,7 @@ class _Progress:
 
         st = self.engine.stats
         el = max(1e-9, __import__("time").monotonic() - self.t0)
-        n = self.p.tasks[0].completed - self.done0
+        n = next(t.completed for t in self.p.tasks if t.id == self.task) - self.done0
         self.p.update(self.task, rate=f"{n / el:,.1f} rows/s",
                       cost=f"spent {fmt_usd(st.cost if st.cost_known else None)} ({st.cached} cached)",
                       unscored=f"unscored {self.unscored}")
@@ -852,7 +855,8 @@ class _Progress:
         self._update()
 
     def stop(self):
-        self.p.stop()
+        if self.own:
+            self.p.stop()
 
 
 def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge: str | Backend | list | None = None,
@@ -867,7 +871,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
           rpm: float | None = None, tpm: float | None = None, timeout: float | None = None,
           max_retries: int | None = None, max_cost: float | None = None, prices: str | Path | dict | None = None,
           dry_run: bool = False, shard: str | tuple[int, int] | None = None, batch: bool = False,
-          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None) -> tuple[list[dict], JudgeSummary]:
+          batch_poll: float = 30.0, fresh: bool = False, engine: Engine | None = None,
+          _budget=None, _progress_group=None, _label: str | None = None) -> tuple[list[dict], JudgeSummary]:
     """Judge a JSONL file (or a list of rows) with a rubric; the CLI's `rlaif judge` calls this.
 
     Returns (output rows, summary). Each output row is the input row plus the verdict fields
@@ -889,8 +894,9 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
     API judges: `base_url` (an OpenAI-compatible server) and `judge_options` go to the backend.
     `samples=k` estimates probabilities from k sampled verdicts where there are no logprobs;
     `structured=False` turns JSON-schema/tool-use verdicts off, `repair=False` the one re-ask.
-    Several judges and/or rubrics (lists), `aggregate` or `gold` make a jury (rlaif/jury.py); a jury
-    does not (yet) go through the ledger/resume/cost machinery below.
+    Several judges and/or rubrics (lists), `aggregate` or `gold` make a jury (rlaif/jury.py): each
+    member is judged through this same function (ledger, resume, shared budget, progress), then
+    the verdicts are aggregated per row.
     """
     import json
     import os
@@ -909,9 +915,12 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
 
         return jury(input, rubrics, judges=judges, aggregate_by=aggregate or "mean", gold=gold, mode=mode,
                     output=output, concurrency=concurrency, judge_options=opts, skip_invalid=skip_invalid,
-                    prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress,
+                    prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress, shard=shard,
+                    dry_run=dry_run, fresh=fresh, max_cost=max_cost,
+                    run_options=dict(cache=cache, ledger=ledger, rpm=rpm, tpm=tpm, timeout=timeout,
+                                     max_retries=max_retries, prices=prices, batch=batch, batch_poll=batch_poll),
                     generative=generative, both_orders=both_orders, rank_method=rank_method, samples=samples,
-                    structured=structured, repair=repair, max_tokens=max_tokens)
+                    structured=structured, repair=repair, max_tokens=max_tokens, tie_margin=tie_margin)
     judge, rubric = judges[0], rubrics[0]
     if base_url and not (isinstance(judge, str) and judge.split("/", 1)[0] in URL_PROVIDERS):
         raise RlaifError(f"--base-url applies to {'/, '.join(URL_PROVIDERS)}/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
@@ -946,7 +955,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
     def make_engine(dry=False):
         return Engine(backend, concurrency=concurrency, rpm=rpm, tpm=tpm,
                       timeout=timeout or DEFAULT_TIMEOUT, max_retries=DEFAULT_RETRIES if max_retries is None else max_retries,
-                      ledger=led, max_cost=None if dry else max_cost, prices=price_table, dry_run=dry)
+                      ledger=led, max_cost=None if dry else max_cost, prices=price_table, dry_run=dry,
+                      budget=None if dry else _budget)
 
     try:
         if dry_run:
@@ -988,7 +998,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
             batch_report = run_batch([rows[k] for k in todo], rub, mode, backend, cfg, led, make_engine, poll=batch_poll)
 
         eng = engine or make_engine()
-        bar = _Progress(len(rows), len(rows) - len(todo), backend.name, eng) if progress else None
+        bar = (_Progress(len(rows), len(rows) - len(todo), _label or backend.name, eng, group=_progress_group)
+               if progress else None)
         pf = open(partial, "a", encoding="utf-8") if partial else None
 
         def emit(pos, j: Judgment):

@@ -24,7 +24,7 @@ for absolute.
 """
 from __future__ import annotations
 
-import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -131,25 +131,71 @@ def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float
 # ---------------------------------------------------------------------------------------------
 # Running a jury
 # ---------------------------------------------------------------------------------------------
-async def _judge_all(members, rows, mode) -> list[list[Judgment]]:
-    """verdicts[m][i]: member m's verdict on row i, all members and rows concurrently."""
-    async def one(member):
-        return await asyncio.gather(*(member.judge_row(r, mode) for r in rows))
-    return list(await asyncio.gather(*(one(m) for m in members)))
+def _judgment_of(row: dict, mode: str) -> Judgment:
+    """A member's verdict back from its output row (rlaif.judge's rows: the input row + verdict fields)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(Judgment)} - {"members"}
+    j = Judgment(mode=mode, judge=row.get("judge", ""), rubric=row.get("rubric", ""),
+                 **{k: row[k] for k in names - {"mode", "judge", "rubric"} if k in row})
+    if j.error:         # an unscored member row carries no verdict, whatever the input row held
+        j.score = j.p_a = j.ranking = j.probs = j.preference = None
+    return j
+
+
+def _sum_runs(runs: list[dict]) -> dict:
+    """One engine summary for the jury: members' counts added up (cost None if any is unknown)."""
+    out: dict = {}
+    for r in runs:
+        for k, v in (r or {}).items():
+            if k == "failed":
+                out[k] = dict(Counter(out.get(k, {})) + Counter(v))
+            elif k == "cost":
+                out[k] = None if (v is None or out.get(k, 0.0) is None) else out.get(k, 0.0) + v
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+def _sum_estimates(ests: list[dict]) -> dict:
+    out: dict = {"requests": 0, "cached": 0, "prompt_tokens": 0, "max_completion_tokens": 0, "cost": 0.0}
+    for e in ests:
+        for k in ("requests", "cached", "prompt_tokens", "max_completion_tokens"):
+            out[k] += e.get(k) or 0
+        out["cost"] = None if (out["cost"] is None or e.get("cost") is None) else out["cost"] + e["cost"]
+        out.setdefault("count_method", e.get("count_method"))
+        out.setdefault("price_source", e.get("price_source"))
+    return out
 
 
 def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold=None, mode: str | None = None,
          output=None, concurrency: int = 16, judge_options: dict | None = None, skip_invalid: bool = False,
          prompts_dirs: list | None = None, rubrics_dirs: list | None = None, progress: bool = False,
-         **config) -> tuple[list[dict], object]:
+         shard=None, dry_run: bool = False, fresh: bool = False, max_cost: float | None = None,
+         run_options: dict | None = None, **config) -> tuple[list[dict], object]:
     """Judge `input` with every (judge, rubric) member and aggregate per row. `config` holds the
-    JudgeConfig fields (generative, both_orders, rank_method, samples, ...). Returns
-    (output rows, JudgeSummary) like `rlaif.judge`, which calls this for several judges/rubrics."""
+    JudgeConfig fields (generative, both_orders, rank_method, samples, ...); `run_options` the
+    engine options passed to every member (cache, ledger, rpm, tpm, timeout, max_retries, prices,
+    batch). Returns (output rows, JudgeSummary) like `rlaif.judge`, which calls this for several
+    judges/rubrics.
+
+    Each member is judged by `rlaif.judge` itself, so a jury has what a single judge has: the
+    request ledger (a re-run makes no API calls), resume after a kill (each member's work file is
+    OUT.members/<fingerprint>.jsonl.partial, and a member that finished keeps its complete file
+    until the jury's OUT is written), one `max_cost` budget shared by all members, a progress bar
+    per member, and a dry-run estimate summed over members. Members on the same backend run one
+    after another (they share its concurrency and rate limits); different backends run at once.
+    """
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
     from rlaif.backends import DEFAULT_MODEL, get_backend
-    from rlaif.engine import Engine, run_sync
-    from rlaif.io import JsonlWriter, check_row, infer_mode, read_rows
-    from rlaif.judge import URL_PROVIDERS, Judge, JudgeConfig, JudgeSummary
+    from rlaif.engine import Budget
+    from rlaif.io import check_row, infer_mode, read_rows
+    from rlaif.judge import (URL_PROVIDERS, Judge, JudgeConfig, JudgeSummary, _job_fingerprint, _write_atomic,
+                             judge)
     from rlaif.rubrics import Rubric, load_rubric
+    from rlaif.shards import parse_shard, select_shard
 
     if aggregate_by not in AGGREGATES:
         raise RlaifError(f"unknown aggregate '{aggregate_by}'; choose one of {', '.join(AGGREGATES)}")
@@ -173,52 +219,113 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
                         + ", ".join(f"{r.name} {r.scale.min}..{r.scale.max}" for r in rubs))
     if problems:
         raise ConfigError(problems, source="jury")
+    if shard is not None:
+        si, sn = parse_shard(shard) if isinstance(shard, str) else shard
+        rows = [rows[k] for k in select_shard(rows, si, sn)]
 
     backends: dict[str, object] = {}
-    engines: dict[str, Engine] = {}
     for name in judges:
         key = (name or DEFAULT_MODEL) if isinstance(name, str) or name is None else name.name
         if key not in backends:
             opts = dict(judge_options or {})
             if isinstance(name, str) and name.split("/", 1)[0] not in URL_PROVIDERS:
                 opts.pop("base_url", None)        # a jury's --base-url is for its openai/ and litellm/ members
-            b = name if (name is not None and not isinstance(name, str)) else get_backend(name or DEFAULT_MODEL, **opts)
-            backends[key], engines[key] = b, Engine(b, concurrency=concurrency)
-    members = []
-    for key in backends:
-        for r in rubs:
-            cfg = JudgeConfig(prompts_dirs=prompts_dirs, **config)
-            members.append(Judge(r, backends[key], engines[key], cfg))
+            backends[key] = name if (name is not None and not isinstance(name, str)) else get_backend(
+                name or DEFAULT_MODEL, **opts)
+    members = [(key, r) for key in backends for r in rubs]           # member m = (backend key, rubric)
     name = f"jury({aggregate_by}):" + "+".join(backends)
+    budget = Budget(max_cost) if (max_cost is not None and not dry_run) else None
+    common = dict(mode=mode, concurrency=concurrency, prompts_dirs=prompts_dirs, dry_run=dry_run,
+                  _budget=budget, **(run_options or {}), **config)
+    group = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+        group = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
+                         TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                         console=Console(stderr=True))
+
+    def member_file(folder: Path, m: int, rs: list[dict]) -> Path:
+        # named by the member's job fingerprint: a finished file is reused only for the same
+        # backend, rubric (and its templates), mode, options and rows
+        key, rub = members[m]
+        cfg = JudgeConfig(prompts_dirs=prompts_dirs, **config)
+        Judge(rub, backends[key], None, cfg)          # settles cfg.generative the way the member will
+        return folder / f"{m:02d}-{_job_fingerprint(rs, rub, backends[key], mode, cfg)}.jsonl"
+
+    def run_members(rs: list[dict], folder: Path | None, tag: str) -> list[tuple[list[dict], object]]:
+        """results[m] = (member m's output rows, its summary); one thread per backend."""
+        results: list = [None] * len(members)
+
+        def run_backend(key):
+            for m, (k, rub) in enumerate(members):
+                if k != key:
+                    continue
+                out = member_file(folder, m, rs) if folder is not None else None
+                if out is not None and out.exists():       # finished before a kill: read it back
+                    done = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines() if x.strip()]
+                    if len(done) == len(rs):
+                        results[m] = (done, None)
+                        continue
+                results[m] = judge(rs, rub, judge=backends[key], output=out, progress=progress,
+                                   _progress_group=group, _label=f"{tag}{key} {rub.name}", **common)
+
+        if group is not None:
+            group.start()
+        try:
+            with ThreadPoolExecutor(max_workers=len(backends)) as ex:
+                for f in [ex.submit(run_backend, key) for key in backends]:
+                    f.result()                              # a member's exception stops the jury, state kept
+        finally:
+            if group is not None:
+                group.stop()
+        return results
+
+    folder = None
+    if output and not dry_run:
+        folder = Path(output).with_name(Path(output).name + ".members")
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
 
     weights = [1.0] * len(members)
+    runs, ests = [], []
     if aggregate_by == "weighted":
         gread, _ = read_rows(gold, mode, needs_reference=needs_ref) if isinstance(gold, (str, Path)) else (None, None)
         grows = gread.rows if gread is not None else list(gold)
         labels = [gold_label(r) for r in grows]
         if not any(lab is not None for lab in labels):
             raise RlaifError(f"gold set {gold}: no row has a label in any of the fields {', '.join(GOLD_FIELDS)}")
-        gverdicts = run_sync(_judge_all(members, grows, mode))
-        weights = [agreement_weight(mode, vs, labels) for vs in gverdicts]
-        if not any(w > 0 for w in weights):
-            raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
-                             + ", ".join(f"{m.backend.name} {m.rubric.id}: 0" for m in members))
-        summary.jury_weights = {f"{m.backend.name} {m.rubric.id}": w for m, w in zip(members, weights)}
+        gres = run_members(grows, None, "gold: ")
+        if dry_run:
+            ests += [s.estimate for _, s in gres]
+        else:
+            runs += [s.run for _, s in gres if s is not None]
+            weights = [agreement_weight(mode, [_judgment_of(r, mode) for r in out], labels) for out, _ in gres]
+            if not any(w > 0 for w in weights):
+                raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
+                                 + ", ".join(f"{k} {r.id}: 0" for k, r in members))
+            summary.jury_weights = {f"{backends[k].name} {r.id}": w for (k, r), w in zip(members, weights)}
 
-    verdicts = run_sync(_judge_all(members, rows, mode))
+    results = run_members(rows, folder, "")
+    if dry_run:
+        summary.estimate = _sum_estimates(ests + [s.estimate for _, s in results])
+        summary.estimate["rows"] = len(rows)
+        summary.estimate["members"] = len(members)
+        return [], summary
+    runs += [s.run for _, s in results if s is not None]
+    summary.run = _sum_runs(runs)
     out_rows: list[dict] = []
-    writer = JsonlWriter(output) if output else None
-    try:
-        for i, row in enumerate(rows):
-            j = aggregate(mode, [vs[i] for vs in verdicts], aggregate_by, weights, name)
-            out = {**row, **j.to_row(), "method": "jury", "aggregate": aggregate_by}
-            out_rows.append(out)
-            summary.add(j)
-            if writer:
-                writer.write(out)
-    finally:
-        if writer:
-            writer.close()
+    for i, row in enumerate(rows):
+        j = aggregate(mode, [_judgment_of(out[i], mode) for out, _ in results], aggregate_by, weights, name)
+        out_rows.append({**row, **j.to_row(), "method": "jury", "aggregate": aggregate_by})
+        summary.add(j)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(Path(output), out_rows)
+        shutil.rmtree(folder, ignore_errors=True)         # the members' files are in each row's `members`
     return out_rows, summary
 
 
