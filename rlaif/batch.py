@@ -84,12 +84,18 @@ class OpenAIBatch:
     provider = "openai"
 
     def __init__(self, backend, model: str):
+        from rlaif.backends.openai import OpenAIBackend
+
         self.model = model
         self.logprobs = getattr(backend, "supports_logprobs", True)
+        # the live backend's own request fields (a reasoning model's, or fields the model refused)
+        self._kwargs = backend.request_kwargs if isinstance(backend, OpenAIBackend) else None
         base = getattr(backend, "base_url", None) or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.http = make_http_client(str(base).rstrip("/"), {"Authorization": f"Bearer {_key('OPENAI_API_KEY', backend)}"})
 
     def body(self, messages: list[Message], p: GenParams) -> dict:
+        if self._kwargs is not None:
+            return self._kwargs(messages, p)
         return {"model": self.model, "messages": messages, **chat_completion_params(p, logprobs=self.logprobs)}
 
     def submit(self, requests: list[tuple[str, list[Message], GenParams]]) -> str:

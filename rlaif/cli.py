@@ -147,6 +147,8 @@ def add_api_judge_options(p) -> None:
     g.add_argument("--no-repair", action="store_true", help="don't re-ask once when a verdict cannot be read")
     g.add_argument("--max-tokens", type=int, default=512,
                    help="generative verdicts: room for the rationale and the verdict line (default 512)")
+    g.add_argument("--reasoning-effort", choices=["minimal", "low", "medium", "high"], default=None,
+                   help="openai/ reasoning models (o3, o4-mini, gpt-5...): how hard they think before the verdict")
     g.add_argument("--aggregate", choices=["mean", "majority", "weighted"], default=None,
                    help="jury aggregation over several --judge / --rubric (default mean)")
     g.add_argument("--gold", default=None, help="JSONL rows with a gold label (gold/human/label) for --aggregate weighted")
@@ -154,7 +156,8 @@ def add_api_judge_options(p) -> None:
 
 def api_judge_kwargs(args) -> dict:
     return {"base_url": args.base_url, "samples": args.samples, "structured": False if args.no_structured else None,
-            "repair": not args.no_repair, "max_tokens": args.max_tokens, "aggregate": args.aggregate, "gold": args.gold}
+            "repair": not args.no_repair, "max_tokens": args.max_tokens, "aggregate": args.aggregate, "gold": args.gold,
+            **({"judge_options": {"reasoning_effort": args.reasoning_effort}} if args.reasoning_effort else {})}
 
 
 # ---------------------------------------------------------------------------------------------

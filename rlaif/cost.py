@@ -107,6 +107,16 @@ def _litellm_names(model: str) -> list[str]:
     return [model, rest]
 
 
+def model_card(model: str) -> dict:
+    """What LiteLLM's bundled model map says of `model` ("provider/model"): context window,
+    `supports_reasoning`, `supports_response_schema`...; {} when it does not know the model."""
+    table = _litellm_table()
+    for name in _litellm_names(model):
+        if isinstance(table.get(name), dict):
+            return table[name]
+    return {}
+
+
 def price_for(model: str, overrides: dict[str, Price] | None = None, *, batch: bool = False) -> Price | None:
     """The price of `model` ("provider/model"), or None if unknown."""
     if overrides and model in overrides:

@@ -198,6 +198,8 @@ class Engine:
                              "price file (--prices prices.yaml with '{name}: {{input: USD/1M, output: USD/1M}}')"
                              .replace("{name}", backend.name))
         self.stats = RunStats(cost_known=self.price is not None)
+        # completion tokens a backend adds to max_tokens (a reasoning model's hidden reasoning)
+        self._extra_out = int(getattr(backend, "extra_output_tokens", 0) or 0)
         self.estimate = DryRunEstimate(price_source=self.price.source if self.price else None)
         self._rng = random.Random(seed)
         # A cache/dedup namespace: the same model name on two different servers is two models.
@@ -259,8 +261,9 @@ class Engine:
 
     async def _live(self, sem, messages, params) -> Completion:
         est_prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
-        est_tokens = est_prompt + (params.max_tokens or 0)
-        reserve = self.price.cost(est_prompt, params.max_tokens or 0) if (self.price and self.max_cost is not None) else 0.0
+        max_out = (params.max_tokens or 0) + self._extra_out
+        est_tokens = est_prompt + max_out
+        reserve = self.price.cost(est_prompt, max_out) if (self.price and self.max_cost is not None) else 0.0
         err: BackendError | None = None
         for attempt in range(self.max_retries + 1):
             self._check_budget(reserve)
@@ -367,7 +370,7 @@ class Engine:
         e.requests += 1
         e.count_method = e.count_method or count_method(self.backend.name)
         e.prompt_tokens += count_tokens(messages, self.backend.name)
-        e.max_completion_tokens += params.max_tokens or 0
+        e.max_completion_tokens += (params.max_tokens or 0) + self._extra_out
         e.cost = self.price.cost(e.prompt_tokens, e.max_completion_tokens) if self.price else None
         return Completion(text="", usage=Usage())
 

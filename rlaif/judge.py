@@ -922,6 +922,8 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
                     generative=generative, both_orders=both_orders, rank_method=rank_method, samples=samples,
                     structured=structured, repair=repair, max_tokens=max_tokens, tie_margin=tie_margin)
     judge, rubric = judges[0], rubrics[0]
+    if opts.get("reasoning_effort") and not (isinstance(judge, str) and judge.split("/", 1)[0] == "openai"):
+        raise RlaifError(f"--reasoning-effort applies to openai/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
     if base_url and not (isinstance(judge, str) and judge.split("/", 1)[0] in URL_PROVIDERS):
         raise RlaifError(f"--base-url applies to {'/, '.join(URL_PROVIDERS)}/ judges, not to {getattr(judge, 'name', judge) or 'local/default'}")
 

@@ -230,6 +230,8 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
             opts = dict(judge_options or {})
             if isinstance(name, str) and name.split("/", 1)[0] not in URL_PROVIDERS:
                 opts.pop("base_url", None)        # a jury's --base-url is for its openai/ and litellm/ members
+            if isinstance(name, str) and name.split("/", 1)[0] != "openai":
+                opts.pop("reasoning_effort", None)
             backends[key] = name if (name is not None and not isinstance(name, str)) else get_backend(
                 name or DEFAULT_MODEL, **opts)
     members = [(key, r) for key in backends for r in rubs]           # member m = (backend key, rubric)

@@ -198,6 +198,61 @@ async def test_openai_error_mapping(status, body, headers, code, retryable, retr
     assert len(wire.requests) == 1           # the SDK's own retries are off: engine.py decides
 
 
+async def test_reasoning_models_get_no_sampling_fields_and_room_to_reason():
+    """o3-mini (LiteLLM's map: supports_reasoning) on api.openai.com: no temperature/logprobs, the
+    completion budget grows by the reasoning allowance, reasoning_effort passes through, and a
+    logprob judge becomes generative up front (recorded in `method`)."""
+    from rlaif.backends.openai import OpenAIBackend, REASONING_TOKENS
+
+    wire = Wire((200, openai_completion('{"rationale": "fine", "score": 4}'), OPENAI_HEADERS))
+    b = OpenAIBackend("o3-mini", api_key=KEY, http_client=wire.client(), reasoning_effort="low")
+    assert b.reasoning and not b.supports_logprobs and b.extra_output_tokens == REASONING_TOKENS
+    await b.complete(MSGS, GenParams(max_tokens=512, temperature=0.0, top_logprobs=20, options=["1", "2"]))
+    sent = wire.body()
+    assert "temperature" not in sent and "logprobs" not in sent and "top_logprobs" not in sent
+    assert sent["max_completion_tokens"] == 512 + REASONING_TOKENS and sent["reasoning_effort"] == "low"
+    from rlaif.engine import Engine
+    eng = Engine(b, dry_run=True)            # cost estimates count the reasoning allowance too
+    await eng.complete(MSGS, GenParams(max_tokens=512))
+    assert eng.estimate.max_completion_tokens == 512 + REASONING_TOKENS
+    assert not OpenAIBackend("gpt-4o-mini", api_key=KEY).reasoning
+    assert not OpenAIBackend("o3-mini", api_key=KEY, base_url="http://127.0.0.1:1/v1").reasoning   # not OpenAI's map
+    assert not OpenAIBackend("o3-mini", api_key=KEY, reasoning=False).reasoning
+
+    from rlaif.judge import judge
+    rows = [{"id": "x", "prompt": "2+2?", "response": "4"}]
+    out, _ = judge(rows, "helpfulness", judge=OpenAIBackend("o3-mini", api_key=KEY, http_client=Wire(
+        (200, openai_completion('{"rationale": "right", "score": 5}'), OPENAI_HEADERS)).client()))
+    assert out[0]["method"] == "generative" and out[0]["score"] == 5
+
+
+async def test_refused_fields_are_dropped_once_and_said(capsys):
+    """A model that answers 400 unsupported_value/unsupported_parameter for a field gets the request
+    again without it (max_tokens becomes max_completion_tokens); later requests never send it."""
+    refuse_temp = (400, openai_error("Unsupported value: 'temperature' does not support 0 with this model. Only the "
+                                     "default (1) value is supported.", "invalid_request_error", "unsupported_value",
+                                     "temperature"), OPENAI_HEADERS)
+    refuse_max = (400, openai_error("Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                                    "'max_completion_tokens' instead.", "invalid_request_error", "unsupported_parameter",
+                                    "max_tokens"), OPENAI_HEADERS)
+    ok = (200, openai_completion("4"), OPENAI_HEADERS)
+    wire = Wire(refuse_max, refuse_temp, ok, ok)
+    b = openai_backend(wire, base_url="http://127.0.0.1:9/v1")       # a compatible server: sends max_tokens
+    c = await b.complete(MSGS, GenParams(max_tokens=8, temperature=0.0))
+    assert c.text == "4" and len(wire.requests) == 3
+    assert "max_tokens" in wire.body(0) and "max_completion_tokens" in wire.body(1) and "temperature" in wire.body(1)
+    assert "temperature" not in wire.body(2) and wire.body(2)["max_completion_tokens"] == 8
+    await b.complete(MSGS, GenParams(max_tokens=8, temperature=0.0))
+    assert len(wire.requests) == 4 and "temperature" not in wire.body(3)
+    err = capsys.readouterr().err
+    assert err.count("refuses 'temperature'") == 1 and err.count("refuses 'max_tokens'") == 1
+    # any other 400 is final, as before: one request, no adaptation
+    wire = Wire((400, OPENAI_400, OPENAI_HEADERS))
+    with pytest.raises(BackendError):
+        await openai_backend(wire).complete(MSGS, GenParams(max_tokens=1))
+    assert len(wire.requests) == 1
+
+
 async def test_openai_timeout_and_connection_errors_are_retryable():
     wire = Wire(httpx.ReadTimeout("stalled"))
     with pytest.raises(BackendError) as ei:

@@ -15,6 +15,15 @@ base URL (`base_url=` / `--base-url`, or `OPENAI_BASE_URL`).
 - The API key lives only inside the SDK client: it is not an attribute of this object, and every
   error message passes through `redact()` (provider 401 messages echo part of the key).
 
+- Reasoning models (o1/o3/o4-mini, gpt-5...; LiteLLM's bundled model map says `supports_reasoning`)
+  reject `temperature`, `top_p` and `logprobs` on api.openai.com and spend hidden reasoning tokens
+  out of `max_completion_tokens`. For them no sampling fields and no logprobs are sent (so judges
+  go generative, recorded in each row's `method`), and `reasoning_tokens` (default 4096) are added
+  to the completion budget so the verdict is not cut off; `reasoning_effort=` is passed through.
+  `reasoning=True/False` overrides the map. Any other model or server that answers 400
+  `unsupported_parameter` / `unsupported_value` for one of those fields gets the request again
+  without it (`max_tokens` becomes `max_completion_tokens`), and the change is said once on stderr.
+
 API key: `api_key=` or `OPENAI_API_KEY`; missing, construction fails at once naming the variable.
 Exception: with a custom base URL (a local server, which usually checks no key) a missing key is
 allowed and the placeholder "EMPTY" is sent (vLLM's documented convention). A server that does
@@ -23,12 +32,16 @@ check keys then answers 401, which is reported, not retried.
 from __future__ import annotations
 
 import os
+import sys
 
 from rlaif.backends.base import MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options, redact
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
+REASONING_TOKENS = 4096     # hidden reasoning comes out of max_completion_tokens: room for it, then the verdict
+# request fields a model may refuse (400 unsupported_parameter/unsupported_value) that a verdict can do without
+ADAPTABLE = ("temperature", "top_p", "seed", "stop", "logprobs", "top_logprobs", "max_tokens", "response_format")
 
 
 class OpenAIBackend:
@@ -36,7 +49,8 @@ class OpenAIBackend:
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  timeout: float = 120.0, logprobs: bool = True, http_client=None, organization: str | None = None,
-                 provider: str = "openai"):
+                 provider: str = "openai", reasoning: bool | None = None, reasoning_effort: str | None = None,
+                 reasoning_tokens: int = REASONING_TOKENS):
         try:
             import openai
         except ImportError as e:
@@ -59,6 +73,16 @@ class OpenAIBackend:
         # 'max_completion_tokens' is what api.openai.com wants (reasoning models reject max_tokens);
         # many compatible servers only know 'max_tokens'.
         self._max_tokens_field = "max_tokens" if custom else "max_completion_tokens"
+        self._dropped: set[str] = set()        # fields this model refuses: never sent
+        if reasoning is None:                   # the map describes OpenAI's models, not a local server's
+            from rlaif.cost import model_card
+            reasoning = not custom and bool(model_card(self.name).get("supports_reasoning"))
+        self.reasoning = bool(reasoning)
+        self.reasoning_effort = reasoning_effort
+        self.extra_output_tokens = reasoning_tokens if self.reasoning else 0   # the engine's cost estimates add it
+        if self.reasoning:
+            self._dropped |= {"temperature", "top_p", "logprobs", "top_logprobs"}
+            self.supports_logprobs = False
         self._clients = PerLoopClient(lambda: openai.AsyncOpenAI(
             api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0, http_client=http_client,
             organization=organization))
@@ -72,16 +96,58 @@ class OpenAIBackend:
 
     def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
         """The chat.completions.create arguments for one request (public: tests assert the wire format)."""
-        return {"model": self.model, "messages": messages,
-                **chat_completion_params(params, logprobs=self.supports_logprobs,
-                                         max_tokens_field=self._max_tokens_field)}
+        kw = chat_completion_params(params, logprobs=self.supports_logprobs, max_tokens_field=self._max_tokens_field)
+        for f in self._dropped:
+            kw.pop(f, None)
+        if self.extra_output_tokens and kw.get(self._max_tokens_field):
+            kw[self._max_tokens_field] += self.extra_output_tokens
+        if self.reasoning_effort:
+            kw["reasoning_effort"] = self.reasoning_effort
+        return {"model": self.model, "messages": messages, **kw}
+
+    def _adapt(self, e, sent: dict) -> bool:
+        """After a 400 that names one refused field of the request `sent`: stop sending it (True:
+        ask again). Concurrent requests may all hit the same 400; the first one says so."""
+        body = e.body if isinstance(e.body, dict) else {}
+        err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        param, code = err.get("param"), err.get("code")
+        if e.status_code != 400 or code not in ("unsupported_parameter", "unsupported_value") or param not in ADAPTABLE:
+            return False
+        if param not in sent:
+            return False
+        if param == "max_tokens":
+            if self._max_tokens_field == "max_completion_tokens":
+                return True                 # switched meanwhile by a concurrent request
+            self._max_tokens_field = "max_completion_tokens"
+            change = "sending max_completion_tokens instead"
+        elif param in self._dropped:
+            return True                     # dropped meanwhile by a concurrent request
+        else:
+            gone = {"logprobs", "top_logprobs"} if param in ("logprobs", "top_logprobs") else {param}
+            self._dropped |= gone
+            change = f"sending requests without {'/'.join(sorted(gone))} from now on"
+            if "logprobs" in gone:
+                change += " (logprob verdicts become no_logprobs rows: judge with --generative)"
+        print(f"rlaif: {self.name} refuses '{param}' ({redact(str(err.get('message', '')), self._secret)}); "
+              f"{change}", file=sys.stderr, flush=True)
+        return True
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        for _ in range(len(ADAPTABLE) + 1):   # each pass drops one more refused field
+            kw = self.request_kwargs(messages, params)
+            try:
+                return await self._create(kw, params)
+            except self._openai.APIStatusError as e:
+                if not self._adapt(e, kw):
+                    raise _status_error(e, self._secret) from None
+        raise BackendError(f"{self.name}: the server kept refusing request fields", code="bad_request")
+
+    async def _create(self, kw: dict, params: GenParams) -> Completion:
         o = self._openai
         try:
-            resp = await self._clients.get().chat.completions.create(**self.request_kwargs(messages, params))
-        except o.APIStatusError as e:
-            raise _status_error(e, self._secret) from None
+            resp = await self._clients.get().chat.completions.create(**kw)
+        except o.APIStatusError:
+            raise
         except o.APITimeoutError:
             raise http_error("openai", None, f"request timed out ({self.base_url or OPENAI_URL})",
                              code="timeout", secrets=(self._secret,)) from None
