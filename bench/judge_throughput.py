@@ -11,8 +11,9 @@ Printed figures (targets from issue 3):
 - fraction of ideal at 50 ms          rate ÷ (64 / 0.05 s)
 - fully cached re-run of 10,000       (< 2 s)  judge() on a JSONL file whose rows are all answered
 
-rlaif here talks to the server through tests/openai_server.py's ThinOpenAIBackend (AsyncOpenAI,
-no SDK retries) until rlaif/backends/openai.py is merged; then pass --backend openai.
+rlaif talks to the server through its own openai/ backend (rlaif/backends/openai.py), as
+`rlaif judge -j openai/... --base-url URL` does; `--backend thin` swaps in tests/openai_server.py's
+ThinOpenAIBackend (a bare AsyncOpenAI call) to separate the backend's cost from the rest of rlaif.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def main():
     ap.add_argument("--cached-n", type=int, default=10_000)
     ap.add_argument("--distilabel-n", type=int, default=640)
     ap.add_argument("--distilabel-python", default="/work/venvs/distilabel/bin/python")
-    ap.add_argument("--backend", choices=["thin", "openai"], default="thin")
+    ap.add_argument("--backend", choices=["openai", "thin"], default="openai")
     ap.add_argument("--skip-cached", action="store_true", help="skip the 10,000-row cached re-run")
     ap.add_argument("--repeats", type=int, default=4, help="take the best of this many runs of each (a busy machine is noisy)")
     a = ap.parse_args()

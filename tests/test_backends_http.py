@@ -253,6 +253,34 @@ async def test_refused_fields_are_dropped_once_and_said(capsys):
     assert len(wire.requests) == 1
 
 
+async def test_response_format_steps_down_json_schema_then_json_object_then_none(capsys):
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+    # llama-cpp-python's server: FastAPI validation of the body, answered as a 500
+    refuse = (500, {"error": {"message": "1 validation error: {'type': 'literal_error', 'loc': ('body', "
+                              "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
+                              "type": "internal_server_error", "param": None, "code": None}}, {})
+    refuse_object = (400, openai_error("'response_format' of type 'json_object' is not supported with this model",
+                                       "invalid_request_error", None, "response_format"), OPENAI_HEADERS)
+    ok = (200, openai_completion('{"score": 3}'), OPENAI_HEADERS)
+    wire = Wire(refuse, ok)
+    b = openai_backend(wire, base_url="http://127.0.0.1:9/v1")
+    c = await b.complete(MSGS, GenParams(max_tokens=64, json_schema=schema))
+    assert c.text == '{"score": 3}' and len(wire.requests) == 2
+    assert wire.body(0)["response_format"]["type"] == "json_schema"
+    assert wire.body(1)["response_format"] == {"type": "json_object", "schema": schema}
+    wire = Wire(refuse, refuse_object, ok)
+    b = openai_backend(wire, base_url="http://127.0.0.1:9/v1")
+    await b.complete(MSGS, GenParams(max_tokens=64, json_schema=schema))
+    assert len(wire.requests) == 3 and "response_format" not in wire.body(2)
+    err = capsys.readouterr().err
+    assert "refuses response_format json_schema" in err and "refuses response_format json_object" in err
+    # a 500 that does not name the field is an ordinary (retryable) server error
+    wire = Wire((500, OPENAI_500, {}))
+    with pytest.raises(BackendError) as ei:
+        await openai_backend(wire).complete(MSGS, GenParams(max_tokens=64, json_schema=schema))
+    assert ei.value.retryable and len(wire.requests) == 1
+
+
 async def test_openai_timeout_and_connection_errors_are_retryable():
     wire = Wire(httpx.ReadTimeout("stalled"))
     with pytest.raises(BackendError) as ei:

@@ -100,7 +100,9 @@ def _check(rows, summary, n):
         if r.get("error"):
             assert r["error"] in REASONS and "score" not in r and "p_a" not in r, r
         elif "score" in r:
-            assert 1 <= r["score"] <= 5 and r["parse"] in ("json", "text", "repaired", "tolerant")
+            assert 1 <= r["score"] <= 5
+            if r["method"] == "generative":           # logprob verdicts are read from probabilities, not text
+                assert r["parse"] in ("json", "text", "repaired", "tolerant")
         else:
             assert 0.0 <= r["p_a"] <= 1.0
 
@@ -150,6 +152,7 @@ def llama_cpp_server(tmp_path_factory):
         _stop(proc, fh)
 
 
+@pytest.mark.ci          # ~20 s on 2 cores: real top_logprobs over HTTP, through openai/ and litellm/
 @pytest.mark.parametrize("prefix", ["openai", "litellm/openai"])
 def test_logprob_judging_through_llama_cpp_server(llama_cpp_server, prefix):
     from rlaif.judge import judge
@@ -164,3 +167,22 @@ def test_logprob_judging_through_llama_cpp_server(llama_cpp_server, prefix):
     pair, _ = judge(PAIR, "helpfulness", judge=f"{prefix}/smollm2", base_url=llama_cpp_server, concurrency=1,
                     judge_options={"timeout": REQUEST_TIMEOUT})
     assert pair[0].get("error") or 0.0 < pair[0]["p_a"] < 1.0      # a soft label from two orders
+    if not pair[0].get("error"):
+        o = pair[0]["orders"]                                     # both orders asked, P(A) their mean
+        assert [x["order"] for x in o] == ["ab", "ba"]
+        assert pair[0]["p_a"] == pytest.approx((o[0]["p_a"] + o[1]["p_a"]) / 2)
+
+
+@pytest.mark.ci          # ~10 s: the JSON-schema path against a real server that only knows json_object + schema
+def test_structured_verdicts_through_llama_cpp_server(llama_cpp_server, capfd):
+    """llama-cpp-python's server refuses response_format json_schema (a 500 naming the field) and
+    takes {"type": "json_object", "schema": ...}: the backend steps down once, says so, and the
+    grammar-constrained answers are read as JSON verdicts."""
+    from rlaif.judge import judge
+
+    rows, s = judge(ROWS, "helpfulness", judge="openai/smollm2", base_url=llama_cpp_server, concurrency=1,
+                    generative=True, max_tokens=120, judge_options={"timeout": REQUEST_TIMEOUT})
+    _check(rows, s, len(ROWS))
+    assert all(r["method"] == "generative" and r.get("parse") == "json" for r in rows), rows
+    assert s.run["api_calls"] == len(ROWS) and s.run["retries"] == 0   # the step-down happens inside one call
+    assert capfd.readouterr().err.count("refuses response_format json_schema") == 1

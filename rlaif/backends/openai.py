@@ -74,6 +74,9 @@ class OpenAIBackend:
         # many compatible servers only know 'max_tokens'.
         self._max_tokens_field = "max_tokens" if custom else "max_completion_tokens"
         self._dropped: set[str] = set()        # fields this model refuses: never sent
+        # structured output, stepped down when a server refuses a form: OpenAI's json_schema, then
+        # {"type": "json_object", "schema": ...} (llama-cpp-python's server), then none (parse + re-ask)
+        self._response_format = "json_schema"
         if reasoning is None:                   # the map describes OpenAI's models, not a local server's
             from rlaif.cost import model_card
             reasoning = not custom and bool(model_card(self.name).get("supports_reasoning"))
@@ -99,6 +102,8 @@ class OpenAIBackend:
         kw = chat_completion_params(params, logprobs=self.supports_logprobs, max_tokens_field=self._max_tokens_field)
         for f in self._dropped:
             kw.pop(f, None)
+        if "response_format" in kw and self._response_format == "json_object":
+            kw["response_format"] = {"type": "json_object", "schema": params.json_schema}
         if self.extra_output_tokens and kw.get(self._max_tokens_field):
             kw[self._max_tokens_field] += self.extra_output_tokens
         if self.reasoning_effort:
@@ -111,6 +116,10 @@ class OpenAIBackend:
         body = e.body if isinstance(e.body, dict) else {}
         err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
         param, code = err.get("param"), err.get("code")
+        message = str(err.get("message") or getattr(e, "message", "") or "")
+        if ("response_format" in sent and e.status_code in (400, 422, 500) and param != "max_tokens"
+                and (param == "response_format" or "response_format" in message)):
+            return self._step_down_response_format(sent, message)
         if e.status_code != 400 or code not in ("unsupported_parameter", "unsupported_value") or param not in ADAPTABLE:
             return False
         if param not in sent:
@@ -132,8 +141,24 @@ class OpenAIBackend:
               f"{change}", file=sys.stderr, flush=True)
         return True
 
+    def _step_down_response_format(self, sent: dict, message: str) -> bool:
+        order = ["json_schema", "json_object", "none"]
+        was = sent["response_format"].get("type")
+        if was not in order[:2]:
+            return False
+        if order.index(self._response_format) > order.index(was):
+            return True                     # a concurrent request stepped down already
+        self._response_format = order[order.index(was) + 1]
+        if self._response_format == "none":
+            self._dropped.add("response_format")
+        change = ('sending {"type": "json_object", "schema": ...} instead' if self._response_format == "json_object"
+                  else "asking for JSON in the prompt only (parsed, re-asked once)")
+        print(f"rlaif: {self.name} refuses response_format {was} "
+              f"({redact(message[:200], self._secret)}); {change}", file=sys.stderr, flush=True)
+        return True
+
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
-        for _ in range(len(ADAPTABLE) + 1):   # each pass drops one more refused field
+        for _ in range(len(ADAPTABLE) + 3):   # each pass drops one more refused field
             kw = self.request_kwargs(messages, params)
             try:
                 return await self._create(kw, params)
