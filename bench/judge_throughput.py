@@ -49,8 +49,11 @@ def make_backend(kind: str, url: str):
     return get_backend("openai/test-model", base_url=url, api_key="sk-bench")
 
 
-def raw_openai(url: str, rows: list[dict]) -> float:
-    """judgments/s of a plain asyncio + AsyncOpenAI loop sending the same requests as rlaif."""
+def raw_openai(url: str, rows: list[dict], tuned: bool = False) -> float:
+    """judgments/s of a plain asyncio + AsyncOpenAI loop sending the same requests as rlaif.
+    tuned: the same loop with what rlaif's openai/ backend does for speed (the SDK's aiohttp
+    transport, client.post with the JSON body instead of chat.completions.create): rlaif ÷ this
+    is the cost of everything rlaif adds (rendering, parsing, ledger, output file)."""
     import openai
 
     from rlaif.judge import TOP_LOGPROBS, build_messages
@@ -60,13 +63,18 @@ def raw_openai(url: str, rows: list[dict]) -> float:
     msgs = [build_messages(rub, "absolute", r) for r in rows]      # pre-rendered: not timed
 
     async def main():
-        client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=600)
+        client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=600,
+                                    http_client=openai.DefaultAioHttpClient(timeout=600) if tuned else None)
         sem = asyncio.Semaphore(CONCURRENCY)
 
         async def one(m):
+            kw = dict(model="test-model", messages=m, max_tokens=1, temperature=0.0, logprobs=True,
+                      top_logprobs=TOP_LOGPROBS)
             async with sem:
-                r = await client.chat.completions.create(model="test-model", messages=m, max_tokens=1,
-                                                         temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
+                if tuned:
+                    r = await client.post("/chat/completions", body=kw, cast_to=object)
+                    return r["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+                r = await client.chat.completions.create(**kw)
                 return r.choices[0].logprobs.content[0].top_logprobs
 
         t0, c0 = time.perf_counter(), time.process_time()
@@ -156,12 +164,14 @@ def main():
         for latency in (0.0, 0.05):
             proc, url = start_server(latency=latency)
             try:
-                raw = ours = raw_cpu = ours_cpu = 0.0
+                raw = ours = raw_cpu = ours_cpu = tuned = 0.0
                 runinfo = None
                 for rep in range(a.repeats):
                     # alternate which goes first: a busy machine drifts, and neither should always get the quiet slot
-                    for which in (("raw", "rlaif") if rep % 2 == 0 else ("rlaif", "raw")):
-                        if which == "raw":
+                    for which in (("raw", "rlaif", "tuned") if rep % 2 == 0 else ("tuned", "rlaif", "raw")):
+                        if which == "tuned":
+                            tuned = max(tuned, raw_openai(url, make_rows(a.n, f"tuned-lat{latency}-rep{rep}"), tuned=True)[0])
+                        elif which == "raw":
                             w, c = raw_openai(url, make_rows(a.n, f"lat{latency}-rep{rep}"))
                             raw, raw_cpu = max(raw, w), max(raw_cpu, c)
                         else:
@@ -181,6 +191,8 @@ def main():
                 else:
                     print(f"  distilabel UltraFeedback  n/a: {why}")
                 print(f"  rlaif / raw               {ours / raw:10.2f}               {ours_cpu / raw_cpu:10.2f}   (target >= 0.9)")
+                print(f"  raw loop, tuned           {tuned:10.1f}   (aiohttp transport + client.post, as rlaif's backend sends)")
+                print(f"  rlaif / tuned raw         {ours / tuned:10.2f}   (what rendering, parsing, ledger and output cost)")
                 print(f"  distilabel in a Pipeline  " + (f"{dlp:10.1f}   (as its docs run it; start-up included)" if dlp else f"n/a: {whyp}"))
                 if dl:
                     print(f"  rlaif / distilabel        {ours / dl:10.2f}               {ours_cpu / dl_cpu:10.2f}   (target >= 2; task driven directly)")
@@ -190,7 +202,7 @@ def main():
                     ideal = CONCURRENCY / latency
                     print(f"  fraction of ideal         {ours / ideal:10.2f}   (ideal {ideal:.0f}/s = {CONCURRENCY} in flight / {ms} ms;"
                           f" the raw loop reaches {raw / ideal:.2f})")
-                results[ms] = {"raw": raw, "rlaif": ours, "distilabel": dl, "distilabel_pipeline": dlp, "raw_per_cpu_s": raw_cpu,
+                results[ms] = {"raw": raw, "raw_tuned": tuned, "rlaif": ours, "distilabel": dl, "distilabel_pipeline": dlp, "raw_per_cpu_s": raw_cpu,
                                "rlaif_per_cpu_s": ours_cpu, "distilabel_per_cpu_s": dl_cpu}
             finally:
                 proc.kill()

@@ -7,20 +7,21 @@ import json
 
 import pytest
 
-from openai_server import ThinOpenAIBackend, server_stats, start_server
+from openai_server import server_stats, start_server
 
 
 @pytest.mark.slow       # ~20-60 s on a busy 2-core machine
 @pytest.mark.ci         # an acceptance test: the default run and CI include it
 def test_1000_judgments_through_30_percent_faults(tmp_path):
     from rlaif import judge
+    from rlaif.backends import get_backend
     from rlaif.engine import Engine
     from rlaif.ledger import Ledger
 
     proc, url = start_server(latency=0.005, fault_rate=0.30, stall=30.0, seed=7)
     try:
         rows = [{"id": i, "prompt": f"Question {i}: what is {i} squared?", "response": f"{i * i}"} for i in range(1000)]
-        backend = ThinOpenAIBackend("m", base_url=url, api_key="sk-fault-SECRET")
+        backend = get_backend("openai/m", base_url=url, api_key="sk-fault-SECRET")     # the real openai/ backend
         led = Ledger(tmp_path / "ledger.sqlite")
         # Short timeout so the 30 s stalls cost 5 s each (long enough that a healthy answer on a busy
     # 2-core machine is never cut off, which would make it asked twice); small backoff base so the test is quick

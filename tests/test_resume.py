@@ -35,12 +35,12 @@ def write_input(path: Path, n: int = N) -> Path:
 
 
 def cmd(inp, out, *extra):
-    return [sys.executable, str(HERE / "cli_runner.py"), "judge", str(inp), "-r", "helpfulness", "-j", "testoai/m",
+    return [sys.executable, "-m", "rlaif", "judge", str(inp), "-r", "helpfulness", "-j", "openai/m",
             "-o", str(out), "-q", "--concurrency", "8", *extra]
 
 
 def env_for(url, cache):
-    env = {**os.environ, "TEST_OAI_BASE_URL": url, "RLAIF_CACHE_DIR": str(cache), "OPENAI_API_KEY": "sk-resume-SECRET-42"}
+    env = {**os.environ, "OPENAI_BASE_URL": url, "RLAIF_CACHE_DIR": str(cache), "OPENAI_API_KEY": "sk-resume-SECRET-42"}
     env.pop("RLAIF_LEDGER", None)           # each run's ledger lives in its own cache dir
     return env
 
