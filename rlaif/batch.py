@@ -157,23 +157,19 @@ class AnthropicBatch:
     VERSION = "2023-06-01"
 
     def __init__(self, backend, model: str):
+        from rlaif.backends.anthropic import AnthropicBackend
+
         self.model = model
+        if not isinstance(backend, AnthropicBackend):
+            raise RlaifError(f"--batch for anthropic/ needs rlaif's Anthropic backend, not {type(backend).__name__}")
+        # the live backend's own request and answer reading, so a batched verdict is the live one
+        self._params = backend.batch_params
         base = getattr(backend, "base_url", None) or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
         self.headers = {"x-api-key": _key("ANTHROPIC_API_KEY", backend), "anthropic-version": self.VERSION}
         self.http = make_http_client(str(base).rstrip("/"), self.headers)
 
     def body(self, messages: list[Message], p: GenParams) -> dict:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        b = {"model": self.model, "max_tokens": p.max_tokens, "temperature": p.temperature,
-             "messages": [m for m in messages if m["role"] != "system"]}
-        if system:
-            b["system"] = system
-        if p.stop:
-            b["stop_sequences"] = p.stop
-        if p.json_schema:
-            b["tools"] = [{"name": "verdict", "description": "Record the verdict.", "input_schema": p.json_schema}]
-            b["tool_choice"] = {"type": "tool", "name": "verdict"}
-        return b
+        return self._params(messages, p)
 
     def submit(self, requests: list[tuple[str, list[Message], GenParams]]) -> str:
         payload = {"requests": [{"custom_id": k, "params": self.body(m, p)} for k, m, p in requests]}
@@ -202,16 +198,9 @@ class AnthropicBatch:
             e = (result.get("error") or {}).get("error") or {}
             return BackendError(f"batch request {result['type']}: {e.get('type', '')} {e.get('message', '')}".strip(),
                                 code=f"batch_{result['type']}")
-        msg = result["message"]
-        parts = []
-        for block in msg.get("content", []):
-            if block.get("type") == "text":
-                parts.append(block["text"])
-            elif block.get("type") == "tool_use":
-                parts.append(json.dumps(block.get("input"), ensure_ascii=False))
-        u = msg.get("usage") or {}
-        return Completion(text="".join(parts), usage=Usage(u.get("input_tokens", 0), u.get("output_tokens", 0)),
-                          finish_reason=msg.get("stop_reason"))
+        from rlaif.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend._completion(result["message"])
 
 
 BATCH_PROVIDERS = {"openai": OpenAIBatch, "anthropic": AnthropicBatch}

@@ -378,6 +378,26 @@ async def test_anthropic_tool_use_structured_output():
     assert c.option_logprobs is None and c.usage.prompt_tokens == 418 and c.usage.completion_tokens == 57
 
 
+async def test_anthropic_sends_temperature_and_drops_it_when_refused(capsys):
+    """Verdicts ask for temperature 0 (repeatable); the 2.x SDK has no keyword for it, so it goes in
+    the JSON body; a model that refuses it (400 naming temperature) is asked again without it."""
+    ok = (200, anthropic_message([{"type": "text", "text": "Score: 4"}]), ANT_HEADERS)
+    refuse = (400, anthropic_error("invalid_request_error", "temperature: this model does not support sampling "
+                                                             "parameters"), ANT_HEADERS)
+    wire = Wire(refuse, ok, ok, sdk="anthropic")
+    b = anthropic_backend(wire)
+    assert b.sampling
+    c = await b.complete(MSGS, GenParams(max_tokens=16, temperature=0.0))
+    assert c.text == "Score: 4" and len(wire.requests) == 2
+    assert wire.body(0)["temperature"] == 0.0 and "temperature" not in wire.body(1)
+    await b.complete(MSGS, GenParams(max_tokens=16, temperature=0.0))
+    assert "temperature" not in wire.body(2)
+    assert capsys.readouterr().err.count("refuses sampling parameters") == 1
+    # a model whose card says it takes no sampling parameters never gets them
+    from rlaif.backends.anthropic import AnthropicBackend
+    assert not AnthropicBackend("claude-opus-4-7", api_key=ANT_KEY).sampling
+
+
 async def test_anthropic_text_answer():
     wire = Wire((200, anthropic_message([{"type": "text", "text": "Clear and correct.\nScore: 5"}], "max_tokens"), ANT_HEADERS), sdk="anthropic")
     c = await anthropic_backend(wire).complete(MSGS, GenParams(max_tokens=20))

@@ -170,6 +170,8 @@ class FakeAnthropicBatches:
                 assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", r["custom_id"])
                 assert all(m["role"] in ("user", "assistant") for m in p["messages"]) and p["max_tokens"] > 1
                 assert "system" in p                          # the system message moved to the top-level field
+                assert p["temperature"] == 0.0 and "extra_body" not in p        # what a live request sends
+                assert p["tools"][0]["name"] == "record_verdict"
             bid = "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF"
             self.batches[bid] = reqs
             return httpx.Response(200, json={"id": bid, "type": "message_batch", "processing_status": "in_progress",
@@ -209,12 +211,16 @@ def test_anthropic_message_batch(tmp_path, mock_http, monkeypatch):
     svc = FakeAnthropicBatches()
     mock_http(svc)
 
-    class Claude(LiveCounter):
+    from rlaif.backends.anthropic import AnthropicBackend
+
+    class Claude(AnthropicBackend):       # the real request building; live calls counted, not sent
+        live: list = []
+
         async def complete(self, messages, params):
             self.live.append(messages)
             return Completion("Live answer. Score: 3", usage=Usage(300, 5))
 
-    b = Claude("anthropic/claude-3-5-haiku-latest", api_key="sk-ant-SECRET", logprobs=False)
+    b = Claude("claude-3-5-haiku-latest", api_key="sk-ant-SECRET")
     out, s = judge(rows(5), "helpfulness", judge=b, batch=True, batch_poll=0)
     assert s.run["batch"]["answered"] == 4 and s.run["batch"]["failed"] == 1 and len(b.live) == 1
     assert [r["score"] for r in out] == [3.0, 2.0, 3.0, 4.0, 5.0]

@@ -10,8 +10,11 @@
 - Errors become BackendError with status / retry_after / retryable: 429 rate_limit_error and
   529 overloaded_error and 5xx retry; 400 invalid_request_error, 401, 403, 404 do not; a 429 that
   says the spend limit is reached is final too (waiting does not refill the budget).
-- temperature/top_p are sent only with SDKs whose messages.create takes them (anthropic < 2);
-  with newer SDKs Claude samples at its default temperature, so repeated calls may differ.
+- temperature (0 for verdicts: repeatable) is sent as a keyword with SDKs whose messages.create
+  takes it (anthropic < 2) and through `extra_body` with newer ones, except to models that LiteLLM's
+  model map marks `supports_sampling_params: false`; a model that answers 400 naming temperature
+  or top_p gets requests without them from then on (said once on stderr).
+- Transport: the SDK's aiohttp client (`anthropic[aiohttp]`) where installed, as for openai/.
 - The SDK's own retries are off (engine.py retries); the key lives only inside the SDK client and
   never in a message (every error text is redacted).
 
@@ -22,8 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from rlaif.backends.base import PerLoopClient, http_error
+from rlaif.backends.base import PerLoopClient, http_error, redact
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -37,7 +41,7 @@ class AnthropicBackend:
     supports_json_schema = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, http_client=None):
+                 timeout: float = 120.0, http_client=None, sampling: bool | None = None):
         try:
             import anthropic
         except ImportError as e:
@@ -50,21 +54,35 @@ class AnthropicBackend:
             raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",
                                code="missing_api_key")
         self._secret = key
-        self._clients = PerLoopClient(lambda: anthropic.AsyncAnthropic(
-            api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0, http_client=http_client))
+        from rlaif.backends.openai import _aiohttp_available
+
+        self.transport = "aiohttp" if (http_client is None and _aiohttp_available(anthropic, "anthropic")) else "httpx"
+
+        def make_client():
+            client = http_client
+            if client is None and self.transport == "aiohttp":
+                client = anthropic.DefaultAioHttpClient(timeout=timeout)
+            return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
+                                            http_client=client)
+
+        self._clients = PerLoopClient(make_client)
         self._anthropic = anthropic
-        # SDK generations differ: anthropic 2.x's messages.create has no temperature/top_p (the API
-        # samples at its default for current models). Send them only where the SDK still takes them.
+        # SDK generations differ: anthropic 2.x's messages.create has no temperature/top_p keyword;
+        # the API still takes them (except on models whose card says otherwise), via extra_body.
         import inspect
 
-        self._sampling_params = "temperature" in inspect.signature(
+        self._sampling_keyword = "temperature" in inspect.signature(
             anthropic.resources.messages.AsyncMessages.create).parameters
+        if sampling is None:
+            from rlaif.cost import model_card
+            sampling = model_card(self.name).get("supports_sampling_params", True) is not False
+        self.sampling = bool(sampling)
 
     async def aclose(self) -> None:
         await self._clients.aclose()
 
     def __repr__(self) -> str:
-        return f"AnthropicBackend(model={self.model!r}, base_url={self.base_url!r})"
+        return f"AnthropicBackend(model={self.model!r}, base_url={self.base_url!r}, transport={self.transport!r})"
 
     def request_kwargs(self, messages: list[Message], params: GenParams) -> dict:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -77,10 +95,14 @@ class AnthropicBackend:
             else:
                 turns.append({"role": m["role"], "content": m["content"]})
         kw: dict = {"model": self.model, "max_tokens": params.max_tokens, "messages": turns}
-        if self._sampling_params:
-            kw["temperature"] = params.temperature
+        if self.sampling:
+            sampling = {"temperature": params.temperature}
             if params.top_p != 1.0:       # newer Claude models reject temperature and top_p together
-                kw["top_p"] = params.top_p
+                sampling["top_p"] = params.top_p
+            if self._sampling_keyword:
+                kw.update(sampling)
+            else:
+                kw["extra_body"] = sampling
         if system:
             kw["system"] = system
         if params.stop:
@@ -91,33 +113,64 @@ class AnthropicBackend:
             kw["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return kw
 
+    def _refuses_sampling(self, e) -> bool:
+        """A 400 that names temperature/top_p while we sent them: stop sending them (True: ask again)."""
+        body = e.body if isinstance(e.body, dict) else {}
+        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        message = str(err.get("message") or "")
+        if e.status_code != 400 or not any(f in message for f in ("temperature", "top_p")):
+            return False
+        if self.sampling:
+            self.sampling = False
+            print(f"rlaif: {self.name} refuses sampling parameters ({redact(message[:200], self._secret)}); "
+                  "sending requests without temperature/top_p from now on", file=sys.stderr, flush=True)
+        return True
+
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         a = self._anthropic
-        try:
-            resp = await self._clients.get().messages.create(**self.request_kwargs(messages, params))
-        except a.APIStatusError as e:
-            raise _status_error(e, self._secret) from None
-        except a.APITimeoutError:
-            raise http_error("anthropic", None, "request timed out", code="timeout", secrets=(self._secret,)) from None
-        except a.APIConnectionError as e:
-            raise http_error("anthropic", None, f"cannot connect: {e}", code="connection_error",
-                             secrets=(self._secret,)) from None
-        except a.APIResponseValidationError as e:
-            raise http_error("anthropic", None, f"malformed response body: {e}", code="bad_response",
-                             secrets=(self._secret,), retryable=True) from None
-        except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
-            raise http_error("anthropic", None, f"unreadable response body: {e}", code="bad_response",
-                             secrets=(self._secret,), retryable=True) from None
+        for attempt in range(2):
+            sent_sampling = self.sampling
+            try:
+                resp = await self._clients.get().messages.create(**self.request_kwargs(messages, params))
+                break
+            except a.APIStatusError as e:
+                if attempt == 0 and sent_sampling and self._refuses_sampling(e):
+                    continue
+                raise _status_error(e, self._secret) from None
+            except a.APITimeoutError:
+                raise http_error("anthropic", None, "request timed out", code="timeout", secrets=(self._secret,)) from None
+            except a.APIConnectionError as e:
+                raise http_error("anthropic", None, f"cannot connect: {e}", code="connection_error",
+                                 secrets=(self._secret,)) from None
+            except a.APIResponseValidationError as e:
+                raise http_error("anthropic", None, f"malformed response body: {e}", code="bad_response",
+                                 secrets=(self._secret,), retryable=True) from None
+            except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
+                raise http_error("anthropic", None, f"unreadable response body: {e}", code="bad_response",
+                                 secrets=(self._secret,), retryable=True) from None
+        return self._completion(resp)
+
+    def batch_params(self, messages: list[Message], params: GenParams) -> dict:
+        """The `params` of one Message Batches request: exactly what a live request sends."""
+        kw = self.request_kwargs(messages, params)
+        return {**{k: v for k, v in kw.items() if k != "extra_body"}, **kw.get("extra_body", {})}
+
+    @staticmethod
+    def _completion(resp) -> Completion:
+        """A Completion from a Messages API answer: the SDK's Message, or the plain dict a Message
+        Batches result holds (rlaif/batch.py), read the same way."""
+        from rlaif.backends.openai import _get
+
         texts, tool_input = [], None
-        for block in resp.content or []:
-            if block.type == "text":
-                texts.append(block.text)
-            elif block.type == "tool_use" and block.name == TOOL_NAME:
-                tool_input = block.input
+        for block in _get(resp, "content") or []:
+            if _get(block, "type") == "text":
+                texts.append(_get(block, "text") or "")
+            elif _get(block, "type") == "tool_use" and _get(block, "name") == TOOL_NAME:
+                tool_input = _get(block, "input")
         text = json.dumps(tool_input, ensure_ascii=False) if tool_input is not None else "".join(texts)
-        u = resp.usage
-        return Completion(text=text, finish_reason=_FINISH.get(resp.stop_reason, resp.stop_reason),
-                          usage=Usage(getattr(u, "input_tokens", 0) or 0, getattr(u, "output_tokens", 0) or 0))
+        u, stop = _get(resp, "usage"), _get(resp, "stop_reason")
+        return Completion(text=text, finish_reason=_FINISH.get(stop, stop),
+                          usage=Usage(_get(u, "input_tokens", 0) or 0, _get(u, "output_tokens", 0) or 0))
 
 
 def _status_error(e, secret: str) -> BackendError:

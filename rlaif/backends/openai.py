@@ -210,9 +210,9 @@ class OpenAIBackend:
         return completion_from_openai(resp, params)
 
 
-def _aiohttp_available(openai) -> bool:
-    """Whether `openai.DefaultAioHttpClient` can be built: aiohttp plus the SDK's transport for it
-    (vendored in newer SDK releases, the httpx_aiohttp package in older ones)."""
+def _aiohttp_available(sdk, name: str = "openai") -> bool:
+    """Whether `sdk.DefaultAioHttpClient` (openai's or anthropic's) can be built: aiohttp plus the
+    SDK's transport for it (vendored in newer SDK releases, the httpx_aiohttp package in older ones)."""
     import importlib.util
 
     def found(name):
@@ -221,8 +221,8 @@ def _aiohttp_available(openai) -> bool:
         except ModuleNotFoundError:
             return False
 
-    return (hasattr(openai, "DefaultAioHttpClient") and found("aiohttp")
-            and (found("openai._vendor.httpx_aiohttp") or found("httpx_aiohttp")))
+    return (hasattr(sdk, "DefaultAioHttpClient") and found("aiohttp")
+            and (found(f"{name}._vendor.httpx_aiohttp") or found("httpx_aiohttp")))
 
 
 def _status_error(e, secret: str) -> BackendError:
