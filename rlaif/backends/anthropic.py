@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from rlaif.backends.base import PerLoopClient, http_error, redact
+from rlaif.backends.base import PerLoopClient, http_error, redact, sdk_transport_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -137,17 +137,11 @@ class AnthropicBackend:
                 if attempt == 0 and sent_sampling and self._refuses_sampling(e):
                     continue
                 raise _status_error(e, self._secret) from None
-            except a.APITimeoutError:
-                raise http_error("anthropic", None, "request timed out", code="timeout", secrets=(self._secret,)) from None
-            except a.APIConnectionError as e:
-                raise http_error("anthropic", None, f"cannot connect: {e}", code="connection_error",
-                                 secrets=(self._secret,)) from None
-            except a.APIResponseValidationError as e:
-                raise http_error("anthropic", None, f"malformed response body: {e}", code="bad_response",
-                                 secrets=(self._secret,), retryable=True) from None
-            except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
-                raise http_error("anthropic", None, f"unreadable response body: {e}", code="bad_response",
-                                 secrets=(self._secret,), retryable=True) from None
+            except (a.APIError, ValueError) as e:
+                mapped = sdk_transport_error(a, e, "anthropic", self.base_url or "api.anthropic.com", self._secret)
+                if mapped is None:
+                    raise
+                raise mapped from None
         return self._completion(resp)
 
     def batch_params(self, messages: list[Message], params: GenParams) -> dict:

@@ -92,6 +92,24 @@ def http_error(provider: str, status: int | None, message: str, *, code: str | N
                         retry_after=parse_retry_after(headers), retryable=retryable)
 
 
+def sdk_transport_error(sdk, e: Exception, provider: str, where: str, secret: str | None) -> BackendError | None:
+    """The one translation of the openai/anthropic SDKs' non-status failures (both SDKs share these
+    exception classes): timeouts and lost connections retry, a body that cannot be read retries as
+    `bad_response`. None: not one of those (the caller re-raises it)."""
+    secrets = (secret,)
+    if isinstance(e, sdk.APITimeoutError):          # before APIConnectionError: a subclass of it
+        return http_error(provider, None, f"request timed out ({where})", code="timeout", secrets=secrets)
+    if isinstance(e, sdk.APIConnectionError):
+        return http_error(provider, None, f"cannot connect to {where}: {e}", code="connection_error", secrets=secrets)
+    if isinstance(e, sdk.APIResponseValidationError):
+        return http_error(provider, None, f"malformed response body: {e}", code="bad_response", secrets=secrets,
+                          retryable=True)
+    if isinstance(e, ValueError):       # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
+        return http_error(provider, None, f"unreadable response body: {e}", code="bad_response", secrets=secrets,
+                          retryable=True)
+    return None
+
+
 def logprob_options(top: dict[str, float], options: list[str] | None) -> dict[str, float] | None:
     """Option log-probabilities from one position's top alternatives {token: logprob}: a token
     counts for an option when it equals the option after stripping whitespace (" 4", "4", "4\\n").

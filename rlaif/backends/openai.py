@@ -34,7 +34,8 @@ from __future__ import annotations
 import os
 import sys
 
-from rlaif.backends.base import MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options, redact
+from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options,
+                                 redact, sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -195,18 +196,11 @@ class OpenAIBackend:
             resp = await self._clients.get().post("/chat/completions", body=kw, cast_to=object)
         except o.APIStatusError:
             raise
-        except o.APITimeoutError:
-            raise http_error("openai", None, f"request timed out ({self.base_url or OPENAI_URL})",
-                             code="timeout", secrets=(self._secret,)) from None
-        except o.APIConnectionError as e:
-            raise http_error("openai", None, f"cannot connect to {self.base_url or OPENAI_URL}: {e}",
-                             code="connection_error", secrets=(self._secret,)) from None
-        except o.APIResponseValidationError as e:
-            raise http_error("openai", None, f"malformed response body: {e}", code="bad_response",
-                             secrets=(self._secret,), retryable=True) from None
-        except ValueError as e:      # a truncated or non-JSON body on a 200 (the SDK's json.loads fails)
-            raise http_error("openai", None, f"unreadable response body: {e}", code="bad_response",
-                             secrets=(self._secret,), retryable=True) from None
+        except (o.APIError, ValueError) as e:
+            mapped = sdk_transport_error(o, e, "openai", self.base_url or OPENAI_URL, self._secret)
+            if mapped is None:
+                raise
+            raise mapped from None
         return completion_from_openai(resp, params)
 
 
