@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rlaif.errors import RlaifError
 from rlaif.train import losses
 from rlaif.train.loop import Run, TrainConfig
+from rlaif.train.loop import with_overrides as _with
 
 
 @dataclass
@@ -117,44 +118,9 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
         precompute_reference(run, examples, cfg)
     pad = pad_id_of(tok)
     run.prepare(len(examples), lambda idx: collate_pairs([examples[i] for i in idx], pad, cfg.max_length))
-    run.start_progress()
-    history = []
-    try:
-        while run.step < cfg.max_steps:
-            parts = []
-            for k in range(cfg.grad_accum):
-                batch = run.next_batch()
-                with run.accumulate(k), run.acc.autocast():
-                    loss, m = dpo_batch_loss(run.lp_model, run.model, batch, cfg)
-                    run.backward(loss)
-                run.tokens += int(batch["attention_mask"].sum())
-                parts.append(dict(m, loss=loss.detach()))
-            grad_norm = run.optimizer_step()
-            metrics = run.reduce(_avg(parts))
-            metrics["grad_norm"] = grad_norm
-            history.append(run.log(metrics, DPO_KEYS))
-            run.maybe_save()
-    finally:
-        if run._progress is not None:
-            run._progress.stop()
-            run._progress = None
+    history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
     return run.finish({"pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
-
-
-def _avg(parts: list[dict]) -> dict:
-    import torch
-
-    return {k: torch.stack([p[k].float().mean() for p in parts]).mean() for k in parts[0]}
-
-
-def _with(cfg, overrides: dict):
-    import dataclasses
-
-    bad = [k for k in overrides if k not in {f.name for f in dataclasses.fields(cfg)}]
-    if bad:
-        raise TypeError(f"unknown training option(s): {', '.join(bad)}")
-    return dataclasses.replace(cfg, **overrides)
 
 
 __all__ = ["DPOConfig", "train_dpo", "dpo_batch_loss", "field"]

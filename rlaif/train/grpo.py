@@ -144,7 +144,7 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     import torch
 
     from rlaif.train.data import read_prompts, read_rows
-    from rlaif.train.dpo import _with
+    from rlaif.train.loop import with_overrides as _with
     from rlaif.train.rewards import RubricReward, load_reward
 
     if isinstance(model, str):          # a model name or folder, not a loaded model
@@ -201,9 +201,7 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
             if run.step % mu == 0:
                 run.maybe_save()
     finally:
-        if run._progress is not None:
-            run._progress.stop()
-            run._progress = None
+        run.stop_progress()
     return run.finish({"prompts": len(rows), "final": history[-1] if history else {},
                        "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
                                                               for s in cfg.rewards]})

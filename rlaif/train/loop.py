@@ -297,7 +297,40 @@ class Run:
             out[k] = float(t)
         return out
 
+    # -- the supervised loop (DPO, SFT) --------------------------------------------------------
+    def train_loop(self, micro_step, keys: tuple) -> list[dict]:
+        """Optimiser steps until max_steps: each accumulates `grad_accum` micro-batches, where
+        `micro_step(batch) -> (loss, metrics)` runs under autocast and its loss is back-propagated;
+        then clip + step, metrics averaged over the micro-batches (and processes), logged, and a
+        checkpoint when due. Returns the logged metrics of each step. GRPO has its own loop
+        (generation, rewards, several updates per batch)."""
+        history = []
+        self.start_progress()
+        try:
+            while self.step < self.cfg.max_steps:
+                parts = []
+                for k in range(self.cfg.grad_accum):
+                    batch = self.next_batch()
+                    with self.accumulate(k), self.acc.autocast():
+                        loss, m = micro_step(batch)
+                        self.backward(loss)
+                    self.tokens += int(batch["attention_mask"].sum())
+                    parts.append(dict(m, loss=loss.detach()))
+                grad_norm = self.optimizer_step()
+                metrics = self.reduce(mean_over(parts))
+                metrics["grad_norm"] = grad_norm
+                history.append(self.log(metrics, keys))
+                self.maybe_save()
+        finally:
+            self.stop_progress()
+        return history
+
     # -- logging -----------------------------------------------------------------------------
+    def stop_progress(self):
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
     def start_progress(self):
         if not (self.cfg.progress and self.main):
             self._progress = None
@@ -453,6 +486,23 @@ def _flat_config(cfg: TrainConfig) -> dict:
     d.update({f"lora_{k}": v for k, v in lora.items()})
     d["report_to"] = ",".join(cfg.report_to)
     return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in d.items()}
+
+
+def mean_over(parts: list[dict]) -> dict:
+    """Per-key mean of a step's micro-batch metrics (tensors)."""
+    import torch
+
+    return {k: torch.stack([p[k].float().mean() for p in parts]).mean() for k in parts[0]}
+
+
+def with_overrides(cfg, overrides: dict):
+    """`cfg` with keyword overrides; an unknown option is an error (not silently ignored)."""
+    import dataclasses
+
+    bad = [k for k in overrides if k not in {f.name for f in dataclasses.fields(cfg)}]
+    if bad:
+        raise TypeError(f"unknown training option(s): {', '.join(bad)}")
+    return dataclasses.replace(cfg, **overrides)
 
 
 def mean_or_nan(xs) -> float:

@@ -30,7 +30,7 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
     import torch
 
     from rlaif.train.data import best_demos, collate_demos, pad_id_of, read_rows, tokenize_demos
-    from rlaif.train.dpo import _avg, _with
+    from rlaif.train.loop import with_overrides as _with
 
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
@@ -49,32 +49,17 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
         raise RlaifError(f"{rows.path}: every prompt is longer than max_length {cfg.max_length}")
     pad = pad_id_of(tok)
     run.prepare(len(examples), lambda idx: collate_demos([examples[i] for i in idx], pad, cfg.max_length))
-    run.start_progress()
-    history = []
-    try:
-        while run.step < cfg.max_steps:
-            parts = []
-            for k in range(cfg.grad_accum):
-                b = run.next_batch()
-                with run.accumulate(k), run.acc.autocast():
-                    per_tok = run.lp_model(b["input_ids"], b["attention_mask"], b["completion_mask"])
-                    loss = losses.sft_loss(per_tok, b["completion_mask"][:, 1:])
-                    run.backward(loss)
-                run.tokens += int(b["attention_mask"].sum())
-                with torch.no_grad():
-                    m = b["completion_mask"][:, 1:].bool()
-                    # share of completion tokens the model gives probability > 1/2 (a lower bound
-                    # on top-1 accuracy that needs no logits)
-                    acc = (per_tok[m] > -0.6931).float().mean()
-                parts.append({"loss": loss.detach(), "confident_tokens": acc})
-            grad_norm = run.optimizer_step()
-            metrics = run.reduce(_avg(parts))
-            metrics["grad_norm"] = grad_norm
-            history.append(run.log(metrics, SFT_KEYS))
-            run.maybe_save()
-    finally:
-        if run._progress is not None:
-            run._progress.stop()
-            run._progress = None
+
+    def micro_step(b):
+        per_tok = run.lp_model(b["input_ids"], b["attention_mask"], b["completion_mask"])
+        loss = losses.sft_loss(per_tok, b["completion_mask"][:, 1:])
+        with torch.no_grad():
+            m = b["completion_mask"][:, 1:].bool()
+            # share of completion tokens the model gives probability > 1/2 (a lower bound on
+            # top-1 accuracy that needs no logits)
+            acc = (per_tok[m] > -0.6931).float().mean()
+        return loss, {"confident_tokens": acc}
+
+    history = run.train_loop(micro_step, SFT_KEYS)
     return run.finish({"demos": len(examples), "dropped": dropped, "source": stats,
                        "final": history[-1] if history else {}})
