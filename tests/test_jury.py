@@ -230,3 +230,14 @@ def test_jury_members_share_one_budget(tmp_path):
     _, est = judge(PAIRS, "helpfulness", judge=[a, b], dry_run=True, prices=prices)
     assert est.estimate["requests"] == 4 * len(PAIRS) and est.estimate["members"] == 2
     assert est.estimate["cost"] == pytest.approx(est.estimate["prompt_tokens"] * 1e-5 + 4 * len(PAIRS) * 0.0)
+
+
+def test_jury_works_inside_a_running_event_loop():
+    """Notebooks: rlaif.judge is called from inside a running loop; a jury's member threads too."""
+    import asyncio
+
+    async def main():
+        return judge(PAIRS[:2], "helpfulness", judge=[counting("a"), counting("b")])
+
+    out, s = asyncio.run(main())
+    assert s.scored == 2 and out[0]["p_a"] == pytest.approx(0.9)
