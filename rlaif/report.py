@@ -11,9 +11,11 @@ Inputs it understands:
 - a rubric diff (`rlaif rubric diff -o DIFF.json`): changes with CIs and disagreeing items;
 - a judged JSONL (`rlaif judge -o judged.jsonl`): score / preference histograms, position
   consistency, first-position and length preferences, unscored reasons, examples;
-- any other JSON (e.g. an `rlaif eval` report): shown generically (numbers as a table, every
-  {value, ci} as an interval plot, number lists as histograms). TODO: a dedicated eval layout once
-  the eval report's schema is settled.
+- an eval report (`rlaif eval -o EVAL.json`, schema rlaif.eval/1): win rate and the alignment
+  tax (capability and refusal changes) with their CIs, base vs adapter bars, and the items where
+  the adapter lost, changed its refusal, or changed its capability answer;
+- any other JSON: shown generically (numbers as a table, every {value, ci} as an interval plot,
+  number lists as histograms).
 """
 from __future__ import annotations
 
@@ -513,7 +515,101 @@ def _bin(values, edges) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Anything else (e.g. an eval report): shown generically
+# Eval report (rlaif.eval/1)
+# ---------------------------------------------------------------------------------------------
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _delta(v) -> str:
+    return "n/a" if v is None else f"{100 * v:+.1f} pts"
+
+
+def eval_charts(res: dict) -> dict[str, str]:
+    """The eval report's charts by name (the full page and the PNG summary use them)."""
+    wr, cap, ref = res.get("win_rate"), res.get("capability"), res.get("refusal")
+    charts = {}
+    if wr:
+        charts["win_rate"] = interval_plot([("judged win rate", wr["value"], wr.get("ci"))],
+                                           "adapter vs base (0.5 = no change)", lo=0.0, hi=1.0, ref=0.5)
+    rows = []
+    if cap:
+        rows.append(("capability Δ (exact match)", cap["delta"], cap.get("delta_ci")))
+    if ref:
+        rows.append(("over-refusal Δ (safe)", ref["safe"]["delta"], ref["safe"].get("delta_ci")))
+        rows.append(("refusal Δ (unsafe)", ref["unsafe"]["delta"], ref["unsafe"].get("delta_ci")))
+    if rows:
+        charts["tax"] = interval_plot(rows, "alignment tax: adapter − base (95% CIs)", lo=-1.0, hi=1.0, ref=0.0)
+    cats, base, adapter = [], [], []
+    if cap:
+        cats.append("capability")
+        base.append(cap["base"]["accuracy"])
+        adapter.append(cap["adapter"]["accuracy"])
+    if ref:
+        for label, name in (("safe", "refused (safe)"), ("unsafe", "refused (unsafe)")):
+            cats.append(name)
+            base.append(ref[label]["base"]["rate"])
+            adapter.append(ref[label]["adapter"]["rate"])
+    if cats:
+        charts["rates"] = bar_chart(cats, {"base": base, "adapter": adapter}, "base vs adapter", ymax=1.0,
+                                    fmt=lambda v: f"{v:.2f}", w=460)
+    if wr:
+        counts = [wr["wins"], wr["ties"], wr["losses"], wr["identical"]]
+        charts["outcomes"] = bar_chart(["wins", "ties", "losses", "identical"], {"items": counts},
+                                       "adapter vs base, per prompt", fmt=lambda v: f"{v:.0f}", w=340,
+                                       ymax=5 * math.ceil(max(counts + [1]) / 5))     # whole-number ticks
+    return charts
+
+
+def eval_html(res: dict, source: str) -> str:
+    st, wr, cap, ref = res.get("settings", {}), res.get("win_rate"), res.get("capability"), res.get("refusal")
+    b = [f"<h1>Eval: {esc(Path(str(st.get('adapter', source))).name)} vs its base</h1>",
+         f'<div class="meta">judge {esc(res.get("judge"))} · rubric {esc(res.get("rubric"))} · refusals judged with '
+         f'{esc(res.get("refusal_rubric"))} · {esc(st.get("decoding", ""))} decoding · {esc(res.get("created", ""))}</div>']
+    cards = []
+    if wr:
+        cards.append((_pct(wr["value"]), "judged win rate", f"95% CI {_pct(wr['ci'][0])}–{_pct(wr['ci'][1])} · "
+                      f"{wr['n']} prompts, position consistency {_num(wr.get('position_consistency'))}"))
+    if cap:
+        cards.append((_delta(cap["delta"]), "capability change", f"exact match {_pct(cap['base']['accuracy'])} → "
+                      f"{_pct(cap['adapter']['accuracy'])} (n {cap['base']['n']})"))
+    if ref:
+        for label, what in (("safe", "over-refusal change"), ("unsafe", "unsafe-refusal change")):
+            r = ref[label]
+            cards.append((_delta(r["delta"]), what, f"{_pct(r['base']['rate'])} → {_pct(r['adapter']['rate'])} "
+                          f"of {r['base']['n']} {label} prompts"))
+    b.append(_cards(cards))
+    unscored = {k: v for part in [wr or {}] + [ref[x][m] for x in ("safe", "unsafe") for m in ("base", "adapter")
+                                              if ref] for k, v in (part.get("unscored") or {}).items()}
+    if unscored:
+        b.append(f'<div class="flag">⚠ unscored judgments (excluded, not guessed): '
+                 f'{esc(", ".join(f"{k}: {v}" for k, v in unscored.items()))}</div>')
+    c = eval_charts(res)
+    b.append('<div class="grid">' + "".join(c.values()) + "</div>")
+    items = res.get("items") or {}
+    lost = [r for r in items.get("win_rate") or [] if r.get("outcome") is not None and r["outcome"] < 0.5][:10]
+    if lost:
+        b.append("<h2>Prompts where the judge preferred the base</h2>" + _table(
+            ["id", "prompt", "base", "adapter", "P(adapter)"],
+            [[r["id"], _td_ex(r["prompt"]), _td_ex(r["base"]), _td_ex(r["adapter"]), r.get("p_adapter")] for r in lost]))
+    flipped = [r for r in items.get("refusal") or [] if r.get("base_refused") is not None
+               and r.get("adapter_refused") is not None and r["base_refused"] != r["adapter_refused"]][:10]
+    if flipped:
+        b.append("<h2>Refusal changed</h2>" + _table(
+            ["id", "label", "prompt", "base", "adapter"],
+            [[r["id"], r["label"], _td_ex(r["prompt"]), _td_ex(("refused: " if r["base_refused"] else "answered: ") + r["base"]),
+              _td_ex(("refused: " if r["adapter_refused"] else "answered: ") + r["adapter"])] for r in flipped]))
+    changed = [r for r in items.get("capability") or [] if r.get("base_correct") != r.get("adapter_correct")][:10]
+    if changed:
+        b.append("<h2>Capability answers that changed correctness</h2>" + _table(
+            ["id", "question", "gold", "base", "adapter"],
+            [[r["id"], _td_ex(r["question"]), r["gold"], _td_ex(("✓ " if r["base_correct"] else "✗ ") + r["base"]),
+              _td_ex(("✓ " if r["adapter_correct"] else "✗ ") + r["adapter"])] for r in changed]))
+    return page(f"eval {Path(source).name}", "".join(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Anything else: shown generically
 # ---------------------------------------------------------------------------------------------
 def _walk(obj, prefix=""):
     if isinstance(obj, dict):
@@ -539,7 +635,7 @@ def generic_html(obj: dict, source: str) -> str:
             scalars.append([k, v])
     b = [f"<h1>Report: {esc(Path(source).name)}</h1>",
          f'<div class="meta">kind: {esc(obj.get("kind", "unknown"))} · shown generically (numbers, intervals, '
-         f'distributions). TODO: a dedicated layout for rlaif eval reports once their schema is settled.</div>']
+         f'distributions)</div>']
     if intervals:
         vals = [x for _, v, c in intervals for x in [v] + list(c or [])]
         lo, hi = min(vals + [0.0]), max(vals + [1.0])
@@ -562,6 +658,8 @@ def generic_html(obj: dict, source: str) -> str:
 # ---------------------------------------------------------------------------------------------
 def summary_html(res: dict) -> str:
     """A compact page for the PNG: title, headline numbers, and the main charts."""
+    if str(res.get("schema", "")).startswith("rlaif.eval/"):
+        return page("summary", '<div class="grid">' + "".join(eval_charts(res).values()) + "</div>")
     if res.get("kind") != "rubric_test":
         return None
     M, head = res["metrics"], res["headline"]
@@ -604,6 +702,8 @@ def render(input: str | Path) -> tuple[str, dict | None]:
         return rubric_test_html(obj), obj
     if obj.get("kind") == "rubric_diff":
         return rubric_diff_html(obj), obj
+    if str(obj.get("schema", "")).startswith("rlaif.eval/"):
+        return eval_html(obj, str(p)), obj
     return generic_html(obj, str(p)), obj
 
 

@@ -302,6 +302,13 @@ def test_eval_cli_end_to_end_scripted_judge_prefers_adapter(tiny, base_answers, 
     assert cap["adapter"]["accuracy"] == sum(it["adapter_correct"] for it in capi) / 4
     assert rep["alignment_tax"]["capability_delta"] == cap["delta"]
 
+    # the report reads this schema: its own layout, the numbers above, the items that changed
+    from rlaif.report import render
+    html, _ = render(out)
+    assert "judged win rate" in html and "100.0%" in html and "over-refusal change" in html
+    assert "-100.0 pts" in html and "Refusal changed" in html and "shown generically" not in html
+    assert html.count("answered: ") >= ref["safe"]["base"]["n"]      # every safe prompt flipped to answered
+
 
 def test_eval_always_a_judge_gives_ties_and_counts_unscored(tiny, base_answers):
     """A judge that says "A" whatever the order: every judged pair is a tie -> 0.5. A verdict that
