@@ -95,7 +95,8 @@ def worker(args) -> dict:
         # rlaif logs each step as it ends: take the step-end times from metrics.jsonl
         train_dpo(data, model=model, tokenizer=tok, max_steps=args.steps, batch_size=args.batch_size,
                   learning_rate=1e-5, lora=LoraSettings(r=16, alpha=32), output_dir=out, progress=False,
-                  save_steps=0, gradient_checkpointing=gc, bf16=device == "cuda", max_length=None)
+                  save_steps=0, gradient_checkpointing=gc, bf16=device == "cuda", max_length=None,
+                  compile=args.compile)
         steps = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
         stamps = [s["elapsed_s"] for s in steps]
     else:
@@ -152,6 +153,8 @@ def main():
     ap.add_argument("--gc", choices=["auto", "on", "off"], default="auto",
                     help="gradient checkpointing for both workers (auto: on for CUDA, off on CPU)")
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
+    ap.add_argument("--compile", action="store_true", help="rlaif worker: torch.compile the decoder layers")
+    ap.add_argument("--workers", default="trl,rlaif", help="which workers run (trl,rlaif; rlaif alone skips the ratio)")
     ap.add_argument("--order", default="trl,rlaif", help="which worker runs first")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--worker", choices=["rlaif", "trl"], help=argparse.SUPPRESS)
@@ -168,16 +171,26 @@ def main():
         print("RESULT " + json.dumps(worker(args)), flush=True)
         return
     results = {}
-    for w in args.order.split(","):
+    for w in [w for w in args.order.split(",") if w in args.workers.split(",")]:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", w] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if k not in ("worker", "json", "order") and v is not None]
+            if k not in ("worker", "json", "order", "workers", "compile") and v is not None] + (
+            ["--compile"] if args.compile else [])
         p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
         if p.returncode or not line:
             sys.stderr.write(p.stdout[-3000:] + p.stderr[-5000:])
             raise SystemExit(f"worker {w} failed (exit {p.returncode})")
         results[w] = json.loads(line[0][7:])
+    if "trl" not in results:          # rlaif alone: its own figures, no ratio
+        r = results["rlaif"]
+        flops = 6 * r["params"] + 8 * r["layers"] * r["seq_len"] * r["d_attn"]
+        r.update(compile=args.compile, mfu=round(r["tokens_per_s"] * flops / PEAK_BF16, 4) if cuda else None)
+        print(json.dumps(r, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"workers": results}, f, indent=2)
+        return
     r, t = results["rlaif"], results["trl"]
     mem_key = "peak_mem_gb" if cuda else "peak_rss_gb"
     summary = {"size": args.size, "batch_pairs": args.batch_size, "gradient_checkpointing": args.gc, "steps_timed": args.steps - args.warmup,

@@ -61,6 +61,7 @@ class TrainConfig:
     bf16: bool | None = None                              # None: on where CUDA supports it
     progress: bool = True
     dtype: str | None = None               # model weights dtype; None: bf16 on CUDA, float32 on CPU
+    compile: bool = False                  # torch.compile each decoder layer (GPU speed; the first steps compile)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +89,24 @@ def _fast_head_ok(lm) -> bool:
         return False
     head = lm.get_output_embeddings()
     return type(head) is torch.nn.Linear and getattr(lm, lm.base_model_prefix, None) is not None
+
+
+def compile_layers(model) -> int:
+    """torch.compile every decoder layer in place: the repeated block (attention, MLP, norms, RoPE,
+    the LoRA branches) becomes fused kernels, one compiled graph shared by all layers; the chunked
+    LM head and the losses stay eager. The adapter on/off switch of the reference pass and padded
+    lengths are guarded, so a few variants compile during the first steps. Returns the count."""
+    import torch
+
+    lm = _causal_lm(model)
+    layers = getattr(getattr(lm, lm.base_model_prefix, None), "layers", None)
+    if layers is None or not len(layers):
+        raise RlaifError(f"compile=True: {type(lm).__name__} has no `layers` list of decoder blocks to compile")
+    # variants per layer: adapters on/off x grad on/off x a few padded lengths
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for layer in layers:
+        layer.compile(dynamic=None)
+    return len(layers)
 
 
 def _make_logprob_module():
@@ -220,6 +239,8 @@ class Run:
             model.config.use_cache = False
         model = add_lora(model, self.cfg.lora, self.cfg.adapter)
         disable_dropout(model)
+        if self.cfg.compile:
+            compile_layers(model)
         self.tok = tok
         self.peft_model = model
         self.lp_model = _make_logprob_module()(model)
