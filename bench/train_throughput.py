@@ -127,8 +127,14 @@ def worker(args) -> dict:
     timed_rows = tok_per_row[args.warmup * args.batch_size:]
     seconds = stamps[-1] - stamps[args.warmup - 1]
     seq_len = max(len(e["prompt_ids"]) + max(len(e["chosen_ids"]), len(e["rejected_ids"])) for e in ex)
+    # per-step rates too: a compile (or recompile for a new padded length) inside the timed window
+    # shows up as one slow step; the median says what the steady state is
+    per_step = [sum(tok_per_row[i * args.batch_size:(i + 1) * args.batch_size]) / (stamps[i] - stamps[i - 1])
+                for i in range(args.warmup, len(stamps))]
     res = {"worker": args.worker, "device": device, "tokens": sum(timed_rows), "seconds": seconds,
            "tokens_per_s": sum(timed_rows) / seconds, "seq_len": seq_len,
+           "median_step_tokens_per_s": sorted(per_step)[len(per_step) // 2] if per_step else None,
+           "slowest_step_tokens_per_s": min(per_step) if per_step else None,
            "params": sum(p.numel() for p in model.parameters())}
     if device == "cuda":
         res["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2 ** 30
