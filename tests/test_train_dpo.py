@@ -48,6 +48,23 @@ def test_precomputed_reference_gives_the_same_step(tmp_path):
         assert x["loss"] == pytest.approx(y["loss"], abs=1e-5)
 
 
+@pytest.mark.slow          # inductor compiles the tiny model's layer on the CPU: about a minute
+def test_compiled_layers_give_the_eager_loss_curve(tmp_path):
+    """compile=True changes speed, not numbers: same losses and margins as eager, step for step,
+    with a reference pass (adapter off) that differs from the policy from the start."""
+    lora = LoraSettings(init_weights=False)
+    curves = {}
+    for comp in (False, True):
+        model, tok = tiny_lm()
+        train_dpo(pair_rows(6), model=model, tokenizer=tok, max_steps=3, batch_size=2, lora=lora, seed=3,
+                  output_dir=str(tmp_path / str(comp)), progress=False, compile=comp)
+        curves[comp] = _metrics(tmp_path / str(comp))
+    for e, c in zip(curves[False], curves[True]):
+        assert c["loss"] == pytest.approx(e["loss"], abs=1e-5)
+        assert c["rewards/margins"] == pytest.approx(e["rewards/margins"], abs=1e-5)
+    assert curves[False][0]["loss"] != pytest.approx(math.log(2))
+
+
 @pytest.mark.parametrize("ref", ["adapter-disabled", "ref-adapter"])
 @pytest.mark.parametrize("loss_type", ["sigmoid"] + [pytest.param(x, marks=pytest.mark.slow) for x in ("ipo", "hinge", "robust")])
 def test_matches_trl_dpo_loss_and_lora_gradients(tmp_path, loss_type, ref):
