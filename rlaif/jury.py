@@ -191,6 +191,7 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
 
     from rlaif.backends import DEFAULT_MODEL, get_backend
     from rlaif.engine import Budget
+    from rlaif.ledger import Ledger
     from rlaif.io import check_row, infer_mode, read_rows
     from rlaif.judge import (URL_PROVIDERS, Judge, JudgeConfig, JudgeSummary, _job_fingerprint, _write_atomic,
                              judge)
@@ -237,8 +238,15 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
     members = [(key, r) for key in backends for r in rubs]           # member m = (backend key, rubric)
     name = f"jury({aggregate_by}):" + "+".join(backends)
     budget = Budget(max_cost) if (max_cost is not None and not dry_run) else None
+    run_options = dict(run_options or {})
+    # One ledger connection for every member that caches (each member's own would race to open
+    # the same file); members whose cache is off (local/, fake/ by default) get none, as alone.
+    cache, led_arg = run_options.pop("cache", None), run_options.pop("ledger", None)
+    caches = {k: cache if cache is not None else backends[k].name.split("/", 1)[0] not in ("local", "fake")
+              for k in backends}
+    shared = (led_arg if isinstance(led_arg, Ledger) else Ledger(led_arg)) if any(caches.values()) else None
     common = dict(mode=mode, concurrency=concurrency, prompts_dirs=prompts_dirs, dry_run=dry_run,
-                  _budget=budget, **(run_options or {}), **config)
+                  _budget=budget, **run_options, **config)
     group = None
     if progress:
         from rich.console import Console
@@ -272,6 +280,7 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
                         results[m] = (done, None)
                         continue
                 results[m] = judge(rs, rub, judge=backends[key], output=out, progress=progress,
+                                   cache=caches[key], ledger=shared if caches[key] else None,
                                    _progress_group=group, _label=f"{tag}{key} {rub.name}", **common)
 
         if group is not None:
@@ -285,50 +294,54 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
                 group.stop()
         return results
 
-    folder = None
-    if output and not dry_run:
-        folder = Path(output).with_name(Path(output).name + ".members")
-        if fresh and folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = None
+        if output and not dry_run:
+            folder = Path(output).with_name(Path(output).name + ".members")
+            if fresh and folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, exist_ok=True)
 
-    weights = [1.0] * len(members)
-    runs, ests = [], []
-    if aggregate_by == "weighted":
-        gread, _ = read_rows(gold, mode, needs_reference=needs_ref) if isinstance(gold, (str, Path)) else (None, None)
-        grows = gread.rows if gread is not None else list(gold)
-        labels = [gold_label(r) for r in grows]
-        if not any(lab is not None for lab in labels):
-            raise RlaifError(f"gold set {gold}: no row has a label in any of the fields {', '.join(GOLD_FIELDS)}")
-        gres = run_members(grows, None, "gold: ")
+        weights = [1.0] * len(members)
+        runs, ests = [], []
+        if aggregate_by == "weighted":
+            gread, _ = read_rows(gold, mode, needs_reference=needs_ref) if isinstance(gold, (str, Path)) else (None, None)
+            grows = gread.rows if gread is not None else list(gold)
+            labels = [gold_label(r) for r in grows]
+            if not any(lab is not None for lab in labels):
+                raise RlaifError(f"gold set {gold}: no row has a label in any of the fields {', '.join(GOLD_FIELDS)}")
+            gres = run_members(grows, None, "gold: ")
+            if dry_run:
+                ests += [s.estimate for _, s in gres]
+            else:
+                runs += [s.run for _, s in gres if s is not None]
+                weights = [agreement_weight(mode, [_judgment_of(r, mode) for r in out], labels) for out, _ in gres]
+                if not any(w > 0 for w in weights):
+                    raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
+                                     + ", ".join(f"{k} {r.id}: 0" for k, r in members))
+                summary.jury_weights = {f"{backends[k].name} {r.id}": w for (k, r), w in zip(members, weights)}
+
+        results = run_members(rows, folder, "")
         if dry_run:
-            ests += [s.estimate for _, s in gres]
-        else:
-            runs += [s.run for _, s in gres if s is not None]
-            weights = [agreement_weight(mode, [_judgment_of(r, mode) for r in out], labels) for out, _ in gres]
-            if not any(w > 0 for w in weights):
-                raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
-                                 + ", ".join(f"{k} {r.id}: 0" for k, r in members))
-            summary.jury_weights = {f"{backends[k].name} {r.id}": w for (k, r), w in zip(members, weights)}
-
-    results = run_members(rows, folder, "")
-    if dry_run:
-        summary.estimate = _sum_estimates(ests + [s.estimate for _, s in results])
-        summary.estimate["rows"] = len(rows)
-        summary.estimate["members"] = len(members)
-        return [], summary
-    runs += [s.run for _, s in results if s is not None]
-    summary.run = _sum_runs(runs)
-    out_rows: list[dict] = []
-    for i, row in enumerate(rows):
-        j = aggregate(mode, [_judgment_of(out[i], mode) for out, _ in results], aggregate_by, weights, name)
-        out_rows.append({**row, **j.to_row(), "method": "jury", "aggregate": aggregate_by})
-        summary.add(j)
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(Path(output), out_rows)
-        shutil.rmtree(folder, ignore_errors=True)         # the members' files are in each row's `members`
-    return out_rows, summary
+            summary.estimate = _sum_estimates(ests + [s.estimate for _, s in results])
+            summary.estimate["rows"] = len(rows)
+            summary.estimate["members"] = len(members)
+            return [], summary
+        runs += [s.run for _, s in results if s is not None]
+        summary.run = _sum_runs(runs)
+        out_rows: list[dict] = []
+        for i, row in enumerate(rows):
+            j = aggregate(mode, [_judgment_of(out[i], mode) for out, _ in results], aggregate_by, weights, name)
+            out_rows.append({**row, **j.to_row(), "method": "jury", "aggregate": aggregate_by})
+            summary.add(j)
+        if output:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(Path(output), out_rows)
+            shutil.rmtree(folder, ignore_errors=True)         # the members' files are in each row's `members`
+        return out_rows, summary
+    finally:
+        if shared is not None and not isinstance(led_arg, Ledger):
+            shared.close()
 
 
 __all__ = ["aggregate", "agreement_weight", "gold_label", "jury", "AGGREGATES"]

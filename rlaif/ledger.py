@@ -89,9 +89,20 @@ class Ledger:
         # One connection, used from whichever thread runs the event loop (run_sync may use a helper
         # thread); the lock keeps the buffered writes and reads consistent.
         self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable across process kills
-        self._db.executescript(_SCHEMA)
+        # Several openers at once (a jury's members, shards on one machine): switching a new file to
+        # WAL and creating the tables take an exclusive lock that SQLite may refuse at once, without
+        # waiting out the busy timeout; so wait here, up to the same 30 s.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable across process kills
+                self._db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple] = {}
         self._last_flush = time.monotonic()

@@ -146,3 +146,41 @@ def test_cached_rerun_of_10k_is_fast(tmp_path):
     t0 = time.perf_counter()
     _, s = judge(rows(10_000), "helpfulness", judge=b, cache=True, ledger=tmp_path / "l.sqlite", concurrency=64)
     assert s.run["rows_from_ledger"] == 10_000 and time.perf_counter() - t0 < 10
+
+
+def test_opening_waits_out_a_locked_wal_switch(tmp_path, monkeypatch):
+    """Two openers of one new file at once (a jury's members, shards on one machine): SQLite can
+    refuse the switch to WAL with 'database is locked' at once, without its busy timeout (seen in a
+    full test run). The ledger waits and tries again; any other error still surfaces."""
+    import sqlite3
+
+    import rlaif.ledger as ledger_mod
+
+    real_connect = sqlite3.connect
+    refusals = {"left": 2}
+
+    class Conn:
+        def __init__(self, *a, **kw):
+            self._c = real_connect(*a, **kw)
+
+        def execute(self, sql, *a):
+            if sql.startswith("PRAGMA journal_mode") and refusals["left"]:
+                refusals["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self._c.execute(sql, *a)
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+    monkeypatch.setattr(ledger_mod.sqlite3, "connect", lambda *a, **kw: Conn(*a, **kw))
+    led = ledger_mod.Ledger(tmp_path / "new.sqlite")
+    assert refusals["left"] == 0                      # refused twice, then opened
+    led.close()
+
+    class Broken(Conn):
+        def execute(self, sql, *a):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger_mod.sqlite3, "connect", lambda *a, **kw: Broken(*a, **kw))
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        ledger_mod.Ledger(tmp_path / "other.sqlite")

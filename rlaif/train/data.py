@@ -241,17 +241,18 @@ def read_prompts(rows: Rows) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Batching
 # ---------------------------------------------------------------------------------------------
-def pad_right(seqs: list[list[int]], value: int):
+def pad_right(seqs: list[list[int]], value: int, multiple: int = 1):
     import torch
 
-    width = max(len(s) for s in seqs)
+    width = -(-max(len(s) for s in seqs) // multiple) * multiple      # rounded up to a multiple
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
 def collate_sequences(prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-                      max_length: int | None = None) -> dict:
+                      max_length: int | None = None, pad_multiple: int = 1) -> dict:
     """Right-padded input_ids, attention_mask and completion_mask (1 on completion tokens) for
-    prompt+completion sequences; truncation keeps the start (prompt kept whole)."""
+    prompt+completion sequences; truncation keeps the start (prompt kept whole). `pad_multiple`
+    rounds the padded length up (compiled layers then see a few shapes instead of one per batch)."""
     ids, cmask = [], []
     for p, c in zip(prompts, completions):
         s, m = p + c, [0] * len(p) + [1] * len(c)
@@ -259,18 +260,19 @@ def collate_sequences(prompts: list[list[int]], completions: list[list[int]], pa
             s, m = s[:max_length], m[:max_length]
         ids.append(s)
         cmask.append(m)
-    return {"input_ids": pad_right(ids, pad_id), "attention_mask": pad_right([[1] * len(s) for s in ids], 0),
-            "completion_mask": pad_right(cmask, 0)}
+    k = pad_multiple
+    return {"input_ids": pad_right(ids, pad_id, k), "attention_mask": pad_right([[1] * len(s) for s in ids], 0, k),
+            "completion_mask": pad_right(cmask, 0, k)}
 
 
-def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = None) -> dict:
+def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1) -> dict:
     """A DPO batch: the B chosen sequences then the B rejected ones, in one padded (2B, T) batch
     (one forward pass for both halves)."""
     import torch
 
     prompts = [e["prompt_ids"] for e in examples] * 2
     comps = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-    batch = collate_sequences(prompts, comps, pad_id, max_length)
+    batch = collate_sequences(prompts, comps, pad_id, max_length, pad_multiple)
     if "p_chosen" in examples[0]:
         batch["p_chosen"] = torch.tensor([e["p_chosen"] for e in examples], dtype=torch.float32)
     if "ref_chosen_logps" in examples[0]:
@@ -279,9 +281,9 @@ def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = No
     return batch
 
 
-def collate_demos(examples: list[dict], pad_id: int, max_length: int | None = None) -> dict:
+def collate_demos(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1) -> dict:
     return collate_sequences([e["prompt_ids"] for e in examples], [e["completion_ids"] for e in examples],
-                             pad_id, max_length)
+                             pad_id, max_length, pad_multiple)
 
 
 def pad_id_of(tok) -> int:

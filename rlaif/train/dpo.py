@@ -78,7 +78,7 @@ def precompute_reference(run: Run, examples: list[dict], cfg: DPOConfig) -> None
     with torch.no_grad(), reference(model), run.acc.autocast():
         for i in range(0, len(examples), bs):
             chunk = examples[i:i + bs]
-            b = collate_pairs(chunk, pad_id_of(run.tok), cfg.max_length)
+            b = collate_pairs(chunk, pad_id_of(run.tok), cfg.max_length, cfg.pad_multiple)
             b = {k: v.to(run.device) for k, v in b.items()}
             c, r = lp(b["input_ids"], b["attention_mask"], b["completion_mask"]).sum(-1).chunk(2)
             for e, cv, rv in zip(chunk, c.tolist(), r.tolist()):
@@ -117,7 +117,8 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
     if cfg.precompute_ref:
         precompute_reference(run, examples, cfg)
     pad = pad_id_of(tok)
-    run.prepare(len(examples), lambda idx: collate_pairs([examples[i] for i in idx], pad, cfg.max_length))
+    run.prepare(len(examples), lambda idx: collate_pairs([examples[i] for i in idx], pad, cfg.max_length,
+                                                         cfg.pad_multiple))
     history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
     return run.finish({"pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})

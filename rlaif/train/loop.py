@@ -63,6 +63,12 @@ class TrainConfig:
     dtype: str | None = None               # model weights dtype; None: bf16 on CUDA, float32 on CPU
     compile: bool = False                  # torch.compile each decoder layer (GPU speed; the first steps compile)
 
+    @property
+    def pad_multiple(self) -> int:
+        """Batches are padded to a multiple of this many tokens: 64 when compiled, so the compiled
+        layers see a handful of lengths instead of recompiling for new ones; 1 (no rounding) in eager."""
+        return 64 if self.compile else 1
+
 
 # ---------------------------------------------------------------------------------------------
 # Log-probs of the scored tokens

@@ -48,7 +48,8 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
     if not examples:
         raise RlaifError(f"{rows.path}: every prompt is longer than max_length {cfg.max_length}")
     pad = pad_id_of(tok)
-    run.prepare(len(examples), lambda idx: collate_demos([examples[i] for i in idx], pad, cfg.max_length))
+    run.prepare(len(examples), lambda idx: collate_demos([examples[i] for i in idx], pad, cfg.max_length,
+                                                         cfg.pad_multiple))
 
     def micro_step(b):
         per_tok = run.lp_model(b["input_ids"], b["attention_mask"], b["completion_mask"])
