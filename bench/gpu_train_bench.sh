@@ -5,6 +5,14 @@
 # network: TRL, datasets, pydantic (and the transformers version tested here) travel as wheels
 # in .whl/, the SmolLM2 tokenizer in .devbench/tok/ (see bench/README or the closing note).
 #   device run: carry [".whl", ".devbench"], command: bash bench/gpu_train_bench.sh
+# Make them here first (both ignored through .git/info/exclude):
+#   printf '/.whl/\n/.devbench/\n' >> .git/info/exclude
+#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pydantic==2.13.4 pydantic_core==2.46.4 \
+#     annotated-types typing-inspection typing_extensions==4.16.0 "regex>=2025.10.22" transformers==5.24.0
+#   mkdir -p .devbench/tok && cp ~/.cache/rlaif/models/SmolLM2-135M-Instruct/{tokenizer*,chat_template*} .devbench/tok/
+# For the compiled run: bench/train_throughput.py --size 1.5b --batch-size 32 --gc off --workers rlaif --compile
 set -o pipefail
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
