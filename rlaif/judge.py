@@ -815,21 +815,30 @@ def _write_header(path: Path, fingerprint: str) -> None:
         os.fsync(f.fileno())
 
 
+def default_cache(backend) -> bool:
+    """Whether a judge uses the request ledger unless told: API judges do; local/ and fake/ do not
+    (their answers are free, and a local model's weights may change under the same name)."""
+    return backend.name.split("/", 1)[0] not in ("local", "fake")
+
+
+def progress_display():
+    """The rich display judging progress is drawn on (one task per judge; a jury shares one)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
+                    TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
 class _Progress:
     """A rich progress bar with the live rate, spend and unscored count."""
 
     def __init__(self, total: int, done: int, label: str, engine: Engine, group=None):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
         self.engine = engine
         self.own = group is None           # a jury shows its members as tasks of one shared display
-        self.p = group or Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                                   MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                                   TextColumn("{task.fields[cost]}"), TextColumn("{task.fields[unscored]}"),
-                                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                                   transient=False)
+        self.p = group or progress_display()
         if self.own:
             self.p.start()
         self.t0 = __import__("time").monotonic()
@@ -950,7 +959,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
 
     # The engine: ledger, limits, retries, budget.
     if cache is None:
-        cache = backend.name.split("/", 1)[0] not in ("local", "fake")
+        cache = default_cache(backend)
     led = ledger if isinstance(ledger, Ledger) else (Ledger(ledger) if cache else None)
     price_table = prices if isinstance(prices, dict) or prices is None else load_price_file(prices)
 
@@ -1035,9 +1044,7 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
             led.put_verdicts([(vkeys[k], verdict_fields(k)) for k in todo
                               if k in done and not _is_transient(done[k].get("error"))])
         for row in out_rows:
-            summary.add(Judgment(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),
-                                 score=row.get("score"), p_a=row.get("p_a"), preference=row.get("preference"),
-                                 consistent=row.get("consistent"), ranking=row.get("ranking"), error=row.get("error")))
+            summary.add(Judgment.from_row(row, mode))
         summary.run = {**eng.stats.to_dict(), "rows_resumed": len(rows) - len(todo) - from_ledger,
                        "rows_from_ledger": from_ledger}
         if batch_report:

@@ -131,18 +131,6 @@ def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float
 # ---------------------------------------------------------------------------------------------
 # Running a jury
 # ---------------------------------------------------------------------------------------------
-def _judgment_of(row: dict, mode: str) -> Judgment:
-    """A member's verdict back from its output row (rlaif.judge's rows: the input row + verdict fields)."""
-    from dataclasses import fields
-
-    names = {f.name for f in fields(Judgment)} - {"members"}
-    j = Judgment(mode=mode, judge=row.get("judge", ""), rubric=row.get("rubric", ""),
-                 **{k: row[k] for k in names - {"mode", "judge", "rubric"} if k in row})
-    if j.error:         # an unscored member row carries no verdict, whatever the input row held
-        j.score = j.p_a = j.ranking = j.probs = j.preference = None
-    return j
-
-
 def _sum_runs(runs: list[dict]) -> dict:
     """One engine summary for the jury: members' counts added up (cost None if any is unknown)."""
     out: dict = {}
@@ -194,7 +182,7 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
     from rlaif.ledger import Ledger
     from rlaif.io import check_row, infer_mode, read_rows
     from rlaif.judge import (URL_PROVIDERS, Judge, JudgeConfig, JudgeSummary, _job_fingerprint, _write_atomic,
-                             judge)
+                             default_cache, judge, progress_display)
     from rlaif.rubrics import Rubric, load_rubric
     from rlaif.shards import parse_shard, select_shard
 
@@ -242,20 +230,11 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
     # One ledger connection for every member that caches (each member's own would race to open
     # the same file); members whose cache is off (local/, fake/ by default) get none, as alone.
     cache, led_arg = run_options.pop("cache", None), run_options.pop("ledger", None)
-    caches = {k: cache if cache is not None else backends[k].name.split("/", 1)[0] not in ("local", "fake")
-              for k in backends}
+    caches = {k: cache if cache is not None else default_cache(backends[k]) for k in backends}
     shared = (led_arg if isinstance(led_arg, Ledger) else Ledger(led_arg)) if any(caches.values()) else None
     common = dict(mode=mode, concurrency=concurrency, prompts_dirs=prompts_dirs, dry_run=dry_run,
                   _budget=budget, **run_options, **config)
-    group = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-        group = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                         TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
-                         TextColumn("{task.fields[unscored]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                         console=Console(stderr=True))
+    group = progress_display() if progress else None
 
     def member_file(folder: Path, m: int, rs: list[dict]) -> Path:
         # named by the member's job fingerprint: a finished file is reused only for the same
@@ -315,7 +294,7 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
                 ests += [s.estimate for _, s in gres]
             else:
                 runs += [s.run for _, s in gres if s is not None]
-                weights = [agreement_weight(mode, [_judgment_of(r, mode) for r in out], labels) for out, _ in gres]
+                weights = [agreement_weight(mode, [Judgment.from_row(r, mode) for r in out], labels) for out, _ in gres]
                 if not any(w > 0 for w in weights):
                     raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
                                      + ", ".join(f"{k} {r.id}: 0" for k, r in members))
@@ -331,7 +310,7 @@ def jury(input, rubrics: list, *, judges: list, aggregate_by: str = "mean", gold
         summary.run = _sum_runs(runs)
         out_rows: list[dict] = []
         for i, row in enumerate(rows):
-            j = aggregate(mode, [_judgment_of(out[i], mode) for out, _ in results], aggregate_by, weights, name)
+            j = aggregate(mode, [Judgment.from_row(out[i], mode) for out, _ in results], aggregate_by, weights, name)
             out_rows.append({**row, **j.to_row(), "method": "jury", "aggregate": aggregate_by})
             summary.add(j)
         if output:

@@ -80,3 +80,16 @@ class Judgment:
     def to_row(self) -> dict[str, Any]:
         # Shallow (not dataclasses.asdict, whose deep copy was a third of a cached re-run's time).
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None or f.name == "error"}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], mode: str) -> "Judgment":
+        """The verdict back from an output row of `rlaif.judge` (the input row + `to_row()` fields).
+        An unscored row gives no verdict values, whatever fields its input row carried."""
+        j = cls(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),
+                **{k: row[k] for k in _VERDICT_FIELDS if k in row})
+        if j.error:
+            j.score = j.p_a = j.ranking = j.probs = j.preference = None
+        return j
+
+
+_VERDICT_FIELDS = tuple(f.name for f in fields(Judgment) if f.name not in ("mode", "judge", "rubric", "members"))
