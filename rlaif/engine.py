@@ -192,8 +192,7 @@ class Engine:
         if budget is None and max_cost is not None:
             budget = Budget(max_cost)
         self.budget = budget
-        self.max_cost = budget.max_cost if budget is not None else None
-        if self.max_cost is not None and self.price is None:
+        if budget is not None and self.price is None:
             raise RlaifError(f"--max-cost needs a price for '{backend.name}', and none is known; give one in a "
                              "price file (--prices prices.yaml with '{name}: {{input: USD/1M, output: USD/1M}}')"
                              .replace("{name}", backend.name))
@@ -212,6 +211,10 @@ class Engine:
         self._dry_seen: set[str] = set()
         self._dry_hits: set[str] = set()
         self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
+
+    @property
+    def max_cost(self) -> float | None:
+        return self.budget.max_cost if self.budget is not None else None
 
     @property
     def calls(self) -> int:          # kept for callers of the first engine
@@ -263,7 +266,7 @@ class Engine:
         est_prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
         max_out = (params.max_tokens or 0) + self._extra_out
         est_tokens = est_prompt + max_out
-        reserve = self.price.cost(est_prompt, max_out) if (self.price and self.max_cost is not None) else 0.0
+        reserve = self.price.cost(est_prompt, max_out) if (self.price and self.budget is not None) else 0.0
         err: BackendError | None = None
         for attempt in range(self.max_retries + 1):
             self._check_budget(reserve)

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from rlaif.backends.base import PerLoopClient, http_error, redact, sdk_transport_error
+from rlaif.backends.base import PerLoopClient, http_error, redact, sdk_http_client, sdk_transport, sdk_transport_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -41,7 +41,7 @@ class AnthropicBackend:
     supports_json_schema = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, http_client=None, sampling: bool | None = None):
+                 timeout: float = 120.0, http_client=None, sampling: bool | None = None, transport: str = "auto"):
         try:
             import anthropic
         except ImportError as e:
@@ -54,16 +54,11 @@ class AnthropicBackend:
             raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",
                                code="missing_api_key")
         self._secret = key
-        from rlaif.backends.openai import _aiohttp_available
-
-        self.transport = "aiohttp" if (http_client is None and _aiohttp_available(anthropic, "anthropic")) else "httpx"
+        self.transport = sdk_transport(anthropic, http_client, transport)
 
         def make_client():
-            client = http_client
-            if client is None and self.transport == "aiohttp":
-                client = anthropic.DefaultAioHttpClient(timeout=timeout)
             return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
-                                            http_client=client)
+                                            http_client=sdk_http_client(anthropic, self.transport, http_client, timeout))
 
         self._clients = PerLoopClient(make_client)
         self._anthropic = anthropic

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from rlaif.errors import BackendError
+from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message
 
 
@@ -90,6 +90,40 @@ def http_error(provider: str, status: int | None, message: str, *, code: str | N
     where = f"{provider} HTTP {status}" if status else provider
     return BackendError(redact(f"{where} ({code}): {message}", *secrets)[:2000], code=code, status=status,
                         retry_after=parse_retry_after(headers), retryable=retryable)
+
+
+def sdk_transport(sdk, http_client=None, transport: str = "auto") -> str:
+    """The HTTP transport an openai/anthropic SDK client uses: "aiohttp" (the SDK's `[aiohttp]`
+    extra; LiteLLM installs aiohttp too) where available, else "httpx"; a caller's own http_client
+    is always httpx. httpx's connection pool checks every pooled socket on each request, which at
+    64-way costs more client CPU than the request itself; the SDK's errors, timeouts and auth are
+    the same on both."""
+    import importlib.util
+
+    if transport not in ("auto", "aiohttp", "httpx"):
+        raise BackendError(f"transport must be auto, aiohttp or httpx, not {transport!r}", code="bad_option")
+
+    def found(name):
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            return False
+
+    name = sdk.__name__
+    # the SDK's transport for aiohttp: vendored in newer releases, the httpx_aiohttp package in older ones
+    available = (hasattr(sdk, "DefaultAioHttpClient") and found("aiohttp")
+                 and (found(f"{name}._vendor.httpx_aiohttp") or found("httpx_aiohttp")))
+    if transport == "aiohttp" and not available:
+        raise MissingDependencyError("aiohttp", f"{name}[aiohttp]", "for transport='aiohttp'")
+    return "aiohttp" if (available and http_client is None and transport != "httpx") else "httpx"
+
+
+def sdk_http_client(sdk, transport: str, http_client, timeout: float):
+    """The http_client for a new SDK client (one per event loop, like the SDK client itself): the
+    caller's, the SDK's aiohttp client, or None for the SDK's default httpx client."""
+    if http_client is None and transport == "aiohttp":
+        return sdk.DefaultAioHttpClient(timeout=timeout)
+    return http_client
 
 
 def sdk_transport_error(sdk, e: Exception, provider: str, where: str, secret: str | None) -> BackendError | None:

@@ -35,7 +35,7 @@ import os
 import sys
 
 from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options,
-                                 redact, sdk_transport_error)
+                                 redact, sdk_http_client, sdk_transport, sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -87,23 +87,12 @@ class OpenAIBackend:
         if self.reasoning:
             self._dropped |= {"temperature", "top_p", "logprobs", "top_logprobs"}
             self.supports_logprobs = False
-        if transport not in ("auto", "aiohttp", "httpx"):
-            raise BackendError(f"transport must be auto, aiohttp or httpx, not {transport!r}", code="bad_option")
-        # aiohttp (the SDK's `openai[aiohttp]` extra; LiteLLM installs aiohttp too) where available:
-        # httpx's connection pool checks every pooled socket on each request, which at 64-way costs
-        # more client CPU than the request itself. Only the transport differs: the SDK's errors,
-        # timeouts and auth are the same on both.
-        self.transport = "httpx" if (http_client is not None or transport == "httpx") else (
-            "aiohttp" if _aiohttp_available(openai) else "httpx")
-        if transport == "aiohttp" and self.transport != "aiohttp":
-            raise MissingDependencyError("aiohttp", "openai[aiohttp]", "for transport='aiohttp'")
+        self.transport = sdk_transport(openai, http_client, transport)
 
         def make_client():
-            client = http_client
-            if client is None and self.transport == "aiohttp":
-                client = openai.DefaultAioHttpClient(timeout=timeout)     # one per event loop, like the SDK client
             return openai.AsyncOpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
-                                      http_client=client, organization=organization)
+                                      http_client=sdk_http_client(openai, self.transport, http_client, timeout),
+                                      organization=organization)
 
         self._clients = PerLoopClient(make_client)
         self._openai = openai
@@ -202,21 +191,6 @@ class OpenAIBackend:
                 raise
             raise mapped from None
         return completion_from_openai(resp, params)
-
-
-def _aiohttp_available(sdk, name: str = "openai") -> bool:
-    """Whether `sdk.DefaultAioHttpClient` (openai's or anthropic's) can be built: aiohttp plus the
-    SDK's transport for it (vendored in newer SDK releases, the httpx_aiohttp package in older ones)."""
-    import importlib.util
-
-    def found(name):
-        try:
-            return importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            return False
-
-    return (hasattr(sdk, "DefaultAioHttpClient") and found("aiohttp")
-            and (found(f"{name}._vendor.httpx_aiohttp") or found("httpx_aiohttp")))
 
 
 def _status_error(e, secret: str) -> BackendError:
