@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from rlaif.backends.base import PerLoopClient, http_error, redact, sdk_http_client, sdk_transport, sdk_transport_error
+from rlaif.backends.base import PerLoopClient, http_error, say_refused, sdk_http_client, sdk_transport, sdk_transport_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -110,15 +109,13 @@ class AnthropicBackend:
 
     def _refuses_sampling(self, e) -> bool:
         """A 400 that names temperature/top_p while we sent them: stop sending them (True: ask again)."""
-        body = e.body if isinstance(e.body, dict) else {}
-        err = body.get("error") if isinstance(body.get("error"), dict) else {}
-        message = str(err.get("message") or "")
+        message = str(_error_of(e).get("message") or "")
         if e.status_code != 400 or not any(f in message for f in ("temperature", "top_p")):
             return False
         if self.sampling:
             self.sampling = False
-            print(f"rlaif: {self.name} refuses sampling parameters ({redact(message[:200], self._secret)}); "
-                  "sending requests without temperature/top_p from now on", file=sys.stderr, flush=True)
+            say_refused(self.name, "sampling parameters", message,
+                        "sending requests without temperature/top_p from now on", self._secret)
         return True
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
@@ -162,9 +159,14 @@ class AnthropicBackend:
                           usage=Usage(_get(u, "input_tokens", 0) or 0, _get(u, "output_tokens", 0) or 0))
 
 
-def _status_error(e, secret: str) -> BackendError:
+def _error_of(e) -> dict:
+    """The `error` object of an Anthropic error body ({"type": "error", "error": {type, message}})."""
     body = e.body if isinstance(e.body, dict) else {}
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    return body.get("error") if isinstance(body.get("error"), dict) else {}
+
+
+def _status_error(e, secret: str) -> BackendError:
+    err = _error_of(e)
     code = err.get("type") or f"http_{e.status_code}"
     message = err.get("message") or str(e)
     details = err.get("details") if isinstance(err.get("details"), dict) else {}

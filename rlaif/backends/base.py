@@ -92,6 +92,15 @@ def http_error(provider: str, status: int | None, message: str, *, code: str | N
                         retry_after=parse_retry_after(headers), retryable=retryable)
 
 
+def say_refused(backend_name: str, what: str, message: str, change: str, secret: str | None) -> None:
+    """Say once on stderr that a model refused part of a request and what is sent instead (a
+    backend adapting its requests never does so silently); the provider's message is redacted."""
+    import sys
+
+    print(f"rlaif: {backend_name} refuses {what} ({redact(message[:200], secret)}); {change}", file=sys.stderr,
+          flush=True)
+
+
 def sdk_transport(sdk, http_client=None, transport: str = "auto") -> str:
     """The HTTP transport an openai/anthropic SDK client uses: "aiohttp" (the SDK's `[aiohttp]`
     extra; LiteLLM installs aiohttp too) where available, else "httpx"; a caller's own http_client

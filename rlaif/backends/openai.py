@@ -32,10 +32,9 @@ check keys then answers 401, which is reported, not retried.
 from __future__ import annotations
 
 import os
-import sys
 
 from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options,
-                                 redact, sdk_http_client, sdk_transport, sdk_transport_error)
+                                 redact, say_refused, sdk_http_client, sdk_transport, sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -119,8 +118,7 @@ class OpenAIBackend:
     def _adapt(self, e, sent: dict) -> bool:
         """After a 400 that names one refused field of the request `sent`: stop sending it (True:
         ask again). Concurrent requests may all hit the same 400; the first one says so."""
-        body = e.body if isinstance(e.body, dict) else {}
-        err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        err = _error_of(e)
         param, code = err.get("param"), err.get("code")
         message = str(err.get("message") or getattr(e, "message", "") or "")
         if ("response_format" in sent and e.status_code in (400, 422, 500) and param != "max_tokens"
@@ -143,8 +141,7 @@ class OpenAIBackend:
             change = f"sending requests without {'/'.join(sorted(gone))} from now on"
             if "logprobs" in gone:
                 change += " (logprob verdicts become no_logprobs rows: judge with --generative)"
-        print(f"rlaif: {self.name} refuses '{param}' ({redact(str(err.get('message', '')), self._secret)}); "
-              f"{change}", file=sys.stderr, flush=True)
+        say_refused(self.name, f"'{param}'", str(err.get("message", "")), change, self._secret)
         return True
 
     def _step_down_response_format(self, sent: dict, message: str) -> bool:
@@ -159,8 +156,7 @@ class OpenAIBackend:
             self._dropped.add("response_format")
         change = ('sending {"type": "json_object", "schema": ...} instead' if self._response_format == "json_object"
                   else "asking for JSON in the prompt only (parsed, re-asked once)")
-        print(f"rlaif: {self.name} refuses response_format {was} "
-              f"({redact(message[:200], self._secret)}); {change}", file=sys.stderr, flush=True)
+        say_refused(self.name, f"response_format {was}", message, change, self._secret)
         return True
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
@@ -193,10 +189,15 @@ class OpenAIBackend:
         return completion_from_openai(resp, params)
 
 
+def _error_of(e) -> dict:
+    """The error object of an SDK status error (the SDK gives the body's `error`, or the body)."""
+    body = e.body if isinstance(e.body, dict) else {}
+    return body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+
+
 def _status_error(e, secret: str) -> BackendError:
     """Map an SDK status error; 429 'insufficient_quota' (no credit left) is final, not a rate limit."""
-    body = e.body if isinstance(e.body, dict) else {}
-    err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    err = _error_of(e)
     code = err.get("code") or err.get("type") or f"http_{e.status_code}"
     message = err.get("message") or str(e)
     retryable = None
