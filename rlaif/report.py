@@ -579,8 +579,8 @@ def eval_html(res: dict, source: str) -> str:
             cards.append((_delta(r["delta"]), what, f"{_pct(r['base']['rate'])} → {_pct(r['adapter']['rate'])} "
                           f"of {r['base']['n']} {label} prompts"))
     b.append(_cards(cards))
-    unscored = {k: v for part in [wr or {}] + [ref[x][m] for x in ("safe", "unsafe") for m in ("base", "adapter")
-                                              if ref] for k, v in (part.get("unscored") or {}).items()}
+    parts = [wr or {}] + ([ref[label][side] for label in ("safe", "unsafe") for side in ("base", "adapter")] if ref else [])
+    unscored = sum((Counter(p.get("unscored") or {}) for p in parts), Counter())     # summed over the sub-reports
     if unscored:
         b.append(f'<div class="flag">⚠ unscored judgments (excluded, not guessed): '
                  f'{esc(", ".join(f"{k}: {v}" for k, v in unscored.items()))}</div>')
