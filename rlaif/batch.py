@@ -221,12 +221,13 @@ def _state_path(provider: str, model: str, keys: list[str]) -> Path:
     return cache_dir() / "batches" / f"{h}.json"
 
 
-def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: float = 30.0, log=None) -> dict:
+def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: float = 30.0, log=None,
+              prompts_dirs: list | None = None) -> dict:
     """Fill the ledger with the answers this job needs, through the provider's batch API.
     Returns {"batches": [...ids], "answered": n, "failed": n, "cost": USD or None}."""
     from rlaif.cost import price_for
     from rlaif.engine import run_sync
-    from rlaif.judge import judge_rows_async
+    from rlaif.judging.judge import judge_rows_async
 
     if ledger is None:
         raise RlaifError("--batch stores answers in the request ledger; it cannot be combined with --no-cache")
@@ -237,7 +238,8 @@ def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: fl
     tried: set[str] = set()
     for _ in range(MAX_ROUNDS):
         eng = make_engine(dry=True)
-        run_sync(judge_rows_async(rows, rubric, mode, judge=backend, config=cfg, engine=eng))
+        run_sync(judge_rows_async(rows, rubric, mode, judge=backend, config=cfg, engine=eng,
+                                  prompts_dirs=prompts_dirs))
         pending = [r for r in eng.pending if r[0] not in tried]
         if not pending:
             break

@@ -327,14 +327,14 @@ def generate_answers(model, tok, prompts: list, max_new_tokens: int = MAX_NEW_TO
     params = GenParams(max_tokens=max_new_tokens, temperature=0.0)
     order = sorted(range(len(prompts)), key=lambda i: len(json.dumps(prompts[i])))
     out: list[str | None] = [None] * len(prompts)
-    from rlaif.judge import progress_bar
+    from rlaif.progress import progress_bar
 
     bar = progress_bar(progress, len(prompts), f"generating {label}")
 
     async def one(i):
         out[i] = (await backend.complete(_messages(prompts[i]), params)).text.strip()
         if bar:
-            bar[0].advance(bar[1])
+            bar.advance()
 
     async def run_all():
         await asyncio.gather(*(one(i) for i in order))
@@ -343,7 +343,7 @@ def generate_answers(model, tok, prompts: list, max_new_tokens: int = MAX_NEW_TO
         run_sync(run_all())
     finally:
         if bar:
-            bar[0].stop()
+            bar.stop()
     return out  # type: ignore[return-value]
 
 

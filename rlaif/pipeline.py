@@ -434,8 +434,6 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
         kwargs = dict(judge=backend(jc.model, jc.options), mode=jc.mode, output=judged, generative=jc.generative,
                       both_orders=jc.both_orders, rank_method=jc.rank_method, concurrency=jc.concurrency,
                       prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress)
-        if "resume" in inspect.signature(judge_fn).parameters:
-            kwargs["resume"] = True          # per-row resume of a killed judge stage, where judge() offers it
         _rows, summ = judge_fn(source, rubric, **kwargs)
         _say(summ.render())
         return summ.to_dict()

@@ -227,7 +227,7 @@ def sample_row(rubric: Rubric, mode: str) -> dict:
 def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
     """Every problem of a rubric file: schema, templates, variables a template reads that the
     rubric/row cannot supply, and a trial render of every mode in the sandbox. [] means clean."""
-    from rlaif.judge import build_messages  # judge builds the template context; one definition of it
+    from rlaif.render import build_messages  # the judge's own template context; one definition of it
 
     path = Path(path)
     source = str(path)

@@ -36,7 +36,7 @@ from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
 from rlaif.io import JsonlWriter, iter_jsonl, numbered_rows, write_jsonl
-from rlaif.judge import progress_bar
+from rlaif.progress import progress_bar
 from rlaif.records import GenParams
 
 ROLES = ("system", "user", "assistant")
@@ -172,7 +172,7 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
                 and old.get("sampling") == {**sampling, "request_seed": rseed}):
             summary.reused += 1
             if bar:
-                bar[0].advance(bar[1])
+                bar.advance()
             return old, None
         params = GenParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=rseed)
         try:
@@ -181,7 +181,7 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
             return None, (f"api_error:{e.status}" if e.status else e.code)
         finally:
             if bar:
-                bar[0].advance(bar[1])
+                bar.advance()
         extra = {key: v for key, v in p.items() if key not in RESERVED}
         row = {"id": f"{p['id']}-{k}", "prompt_id": p["id"], "candidate": k, "prompt": judge_text(messages),
                "messages": messages, "response": c.text, "model": backend.name,
@@ -195,7 +195,7 @@ async def sample_async(prompts: list[dict], n: int, backend: Backend, *, max_new
         results = await asyncio.gather(*(one(p, k) for p, k in jobs))
     finally:
         if bar:
-            bar[0].stop()
+            bar.stop()
     rows = []
     for row, err in results:
         if err:

@@ -111,7 +111,8 @@ def test_torn_partial_is_cut_and_only_the_rest_is_judged(tmp_path):
     partial = out.with_name(out.name + ".partial")
     # the job's own header, as a fresh run writes it
     from rlaif.io import read_rows
-    from rlaif.judge import JudgeConfig, _job_fingerprint
+    from rlaif.judge import JudgeConfig
+    from rlaif.judging.job import job_fingerprint as _job_fingerprint
     from rlaif.rubrics import load_rubric
 
     read, mode = read_rows(inp)

@@ -55,7 +55,7 @@ class RubricReward:
 
     def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
         from rlaif.engine import run_sync
-        from rlaif.judge import judge_rows_async
+        from rlaif.judging.judge import judge_rows_async
 
         rows = [{"prompt": prompt_text(p), "response": completion_text(c)} for p, c in zip(prompts, completions)]
         verdicts = run_sync(judge_rows_async(rows, self.rubric, "absolute", judge=self.backend, engine=self.engine))
