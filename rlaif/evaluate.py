@@ -67,7 +67,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import re
 import unicodedata
 from pathlib import Path
@@ -578,11 +577,9 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
 
 def write_report(report: dict, path: str | Path) -> None:
     """Write the report as JSON atomically (temp file, then rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from rlaif.journal import write_json_atomic
+
+    write_json_atomic(path, report)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ reason, and `coverage` (scored / items) is reported so a rubric cannot look good
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections import Counter
@@ -34,6 +33,7 @@ from typing import Callable
 
 from rlaif import agreement as ag
 from rlaif.errors import InputError, RlaifError
+from rlaif.journal import check_output, content_hash, write_json_atomic
 from rlaif.rubrics import Rubric, load_rubric
 
 RESULT_KIND = "rubric_test"
@@ -106,7 +106,7 @@ def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
 
 
 def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return content_hash(path)
 
 
 def _cut(s: str | None) -> str | None:
@@ -356,6 +356,8 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
         raise RlaifError(f"score_to_label must be 'round' or 'argmax', got {score_to_label!r}")
     if not 0 <= tie_margin < 0.5:
         raise RlaifError(f"tie_margin must be in [0, 0.5), got {tie_margin}")
+    if output:
+        check_output(output, inputs=[gold])
     rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
     rows, mode = load_gold(gold, rub)
     rows = _subset(rows, limit, seed)
@@ -396,13 +398,7 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
 
 def write_json(path: str | Path, obj: dict) -> None:
     """Write JSON atomically (temp file + rename), so a crash never leaves half a result."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=1)
 
 
 def load_result(path: str | Path) -> dict:

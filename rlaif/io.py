@@ -144,9 +144,6 @@ class JsonlWriter:
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Write all rows atomically: to a temp file, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with JsonlWriter(tmp) as w:
-        for r in rows:
-            w.write(r)
-    os.replace(tmp, path)
+    from rlaif.journal import write_jsonl_atomic
+
+    write_jsonl_atomic(path, rows)

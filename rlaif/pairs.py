@@ -599,11 +599,9 @@ def _features():
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from rlaif.journal import content_hash
+
+    return content_hash(path)
 
 
 def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: list[str] = (), meta: dict) -> Path:

@@ -37,6 +37,7 @@ import yaml
 from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationError
 
 from rlaif.errors import ConfigError, Problem, RlaifError
+from rlaif.journal import content_hash, write_json_atomic
 
 STAGE_VERSION = 1      # bump when a stage's output format changes, so old outputs are not reused
 MANIFEST = "manifest.json"
@@ -257,20 +258,6 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
 # ---------------------------------------------------------------------------------------------
 # Stage bookkeeping
 # ---------------------------------------------------------------------------------------------
-def content_hash(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents)."""
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-            h.update(content_hash(f).encode())
-        return h.hexdigest()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stage_key(name: str, config: dict, inputs: dict) -> str:
     blob = json.dumps({"stage": name, "version": STAGE_VERSION, "config": config, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -295,9 +282,7 @@ class Manifest:
     def record(self, name: str, key: str, output: Path, summary: dict) -> None:
         self.data["stages"][name] = {"key": key, "output": output.name, "sha256": content_hash(output),
                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.data)
 
 
 @contextlib.contextmanager

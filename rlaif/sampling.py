@@ -36,6 +36,7 @@ from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
 from rlaif.io import JsonlWriter, iter_jsonl, numbered_rows, write_jsonl
+from rlaif.journal import check_output
 from rlaif.progress import progress_bar
 from rlaif.records import GenParams
 
@@ -236,6 +237,8 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
         problems.append(f"limit must be a positive integer, got {limit!r}")
     if problems:
         raise RlaifError("bad sampling parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+    if output is not None:
+        check_output(output, inputs=[prompts])
     rows = read_prompts(prompts, limit)
     backend = model if (model is not None and not isinstance(model, str)) else get_backend(model, **(backend_options or {}))
     journal, done = None, {}
