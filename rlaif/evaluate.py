@@ -474,7 +474,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
     an already loaded PeftModel (then `adapter` is only recorded). Returns the report dict (schema in
     the module docstring) and, with `output`, writes it atomically as JSON.
     """
-    from rlaif.backends import get_backend
+    from rlaif.backends import as_backend
     from rlaif.judge import judge as judge_rows
     from rlaif.rubrics import load_rubric
 
@@ -492,7 +492,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
         _read_jsonl(cap_path, {"question": str, "answer": str}), limit, "category")
     xs_rows = None if no_refusal else stratified_subsample(
         _read_jsonl(xs_path, {"prompt": str, "label": str}, {"label": ("safe", "unsafe")}), limit, ["label", "type"])
-    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
+    backend = as_backend(judge)
 
     if model is None:
         model, tokenizer, base = load_adapter_model(adapter, base, device)

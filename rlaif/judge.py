@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from rlaif.backends import get_backend
+from rlaif.backends import get_backend, provider_of
 from rlaif.errors import RlaifError
 from rlaif.journal import INDEX_FIELD, PARTIAL_SUFFIX, check_output
 from rlaif.judging.aggregate import bradley_terry
@@ -87,7 +87,7 @@ def judge(input: str | Path | list[dict], rubric, *, judge=None, mode: str | Non
 def _backend(judge, eng: EngineOptions):
     """The Backend for one judge name (or the Backend given); provider-only options refused early."""
     name = getattr(judge, "name", judge) or "local/default"
-    provider = judge.split("/", 1)[0] if isinstance(judge, str) else None
+    provider = provider_of(judge) if isinstance(judge, str) else None
     if eng.judge_options.get("reasoning_effort") and provider != "openai":
         raise RlaifError(f"--reasoning-effort applies to openai/ judges, not to {name}")
     if eng.base_url and provider not in URL_PROVIDERS:

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlaif.backends import get_backend
+from rlaif.backends import as_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
@@ -240,7 +240,7 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
     if output is not None:
         check_output(output, inputs=[prompts])
     rows = read_prompts(prompts, limit)
-    backend = model if (model is not None and not isinstance(model, str)) else get_backend(model, **(backend_options or {}))
+    backend = as_backend(model, **(backend_options or {}))
     journal, done = None, {}
     if resume and output is not None:
         # candidates finished by an interrupted run (a line cut short by the crash is ignored)

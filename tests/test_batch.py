@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-import rlaif.batch as batch_mod
+import rlaif.judging.batch as batch_mod
 from openai_server import completion_body
 from rlaif import RlaifError, judge
 from rlaif.records import Completion, Usage

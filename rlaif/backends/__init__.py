@@ -38,4 +38,17 @@ def get_backend(name: str | None = None, **options) -> Backend:
     return getattr(module, cls_name)(model, **options)
 
 
-__all__ = ["Backend", "get_backend", "parse_model_name", "PROVIDERS", "DEFAULT_MODEL"]
+def as_backend(spec, **options) -> Backend:
+    """A Backend given as itself, or by name (None: the embedded model); `options` go to get_backend."""
+    if spec is not None and not isinstance(spec, str):
+        return spec
+    return get_backend(spec, **options)
+
+
+def provider_of(spec) -> str:
+    """The provider part of a judge: "openai" for "openai/gpt-4o-mini", a Backend, or None (local)."""
+    name = spec if isinstance(spec, str) else (getattr(spec, "name", None) if spec is not None else None)
+    return (name or DEFAULT_MODEL).split("/", 1)[0]
+
+
+__all__ = ["Backend", "get_backend", "as_backend", "provider_of", "parse_model_name", "PROVIDERS", "DEFAULT_MODEL"]

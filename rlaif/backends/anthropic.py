@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import os
 
-from rlaif.backends.base import PerLoopClient, http_error, say_refused, sdk_http_client, sdk_transport, sdk_transport_error
+from rlaif.backends.base import (PerLoopClient, field_of, http_error, say_refused, sdk_http_client, sdk_transport,
+                                 sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -134,29 +135,34 @@ class AnthropicBackend:
                 if mapped is None:
                     raise
                 raise mapped from None
-        return self._completion(resp)
+        return completion_from_anthropic(resp)
 
     def batch_params(self, messages: list[Message], params: GenParams) -> dict:
         """The `params` of one Message Batches request: exactly what a live request sends."""
         kw = self.request_kwargs(messages, params)
         return {**{k: v for k, v in kw.items() if k != "extra_body"}, **kw.get("extra_body", {})}
 
-    @staticmethod
-    def _completion(resp) -> Completion:
-        """A Completion from a Messages API answer: the SDK's Message, or the plain dict a Message
-        Batches result holds (rlaif/batch.py), read the same way."""
-        from rlaif.backends.openai import _get
+    def batch_client(self, http_factory=None):
+        """This judge's Message Batches client (rlaif/backends/anthropic_batch.py), built with its own key."""
+        from rlaif.backends.anthropic_batch import AnthropicBatch
 
-        texts, tool_input = [], None
-        for block in _get(resp, "content") or []:
-            if _get(block, "type") == "text":
-                texts.append(_get(block, "text") or "")
-            elif _get(block, "type") == "tool_use" and _get(block, "name") == TOOL_NAME:
-                tool_input = _get(block, "input")
-        text = json.dumps(tool_input, ensure_ascii=False) if tool_input is not None else "".join(texts)
-        u, stop = _get(resp, "usage"), _get(resp, "stop_reason")
-        return Completion(text=text, finish_reason=_FINISH.get(stop, stop),
-                          usage=Usage(_get(u, "input_tokens", 0) or 0, _get(u, "output_tokens", 0) or 0))
+        return AnthropicBatch(self.model, api_key=self._secret, base_url=self.base_url, batch_params=self.batch_params,
+                              http_factory=http_factory)
+
+
+def completion_from_anthropic(resp) -> Completion:
+    """A Completion from a Messages API answer: the SDK's Message, or the plain dict a Message
+    Batches result holds (rlaif/backends/anthropic_batch.py), read the same way."""
+    texts, tool_input = [], None
+    for block in field_of(resp, "content") or []:
+        if field_of(block, "type") == "text":
+            texts.append(field_of(block, "text") or "")
+        elif field_of(block, "type") == "tool_use" and field_of(block, "name") == TOOL_NAME:
+            tool_input = field_of(block, "input")
+    text = json.dumps(tool_input, ensure_ascii=False) if tool_input is not None else "".join(texts)
+    u, stop = field_of(resp, "usage"), field_of(resp, "stop_reason")
+    return Completion(text=text, finish_reason=_FINISH.get(stop, stop),
+                      usage=Usage(field_of(u, "input_tokens", 0) or 0, field_of(u, "output_tokens", 0) or 0))
 
 
 def _error_of(e) -> dict:
@@ -177,4 +183,4 @@ def _status_error(e, secret: str) -> BackendError:
                       secrets=(secret,), retryable=retryable)
 
 
-__all__ = ["AnthropicBackend", "TOOL_NAME"]
+__all__ = ["AnthropicBackend", "TOOL_NAME", "completion_from_anthropic"]

@@ -153,6 +153,15 @@ def sdk_transport_error(sdk, e: Exception, provider: str, where: str, secret: st
     return None
 
 
+def field_of(obj, name, default=None):
+    """Attribute or key: SDKs give pydantic objects; LiteLLM and batch result files give plain dicts."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
 def logprob_options(top: dict[str, float], options: list[str] | None) -> dict[str, float] | None:
     """Option log-probabilities from one position's top alternatives {token: logprob}: a token
     counts for an option when it equals the option after stripping whitespace (" 4", "4", "4\\n").

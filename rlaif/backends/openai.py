@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options,
-                                 redact, say_refused, sdk_http_client, sdk_transport, sdk_transport_error)
+from rlaif.backends.base import (PerLoopClient, chat_completion_params, field_of, http_error, logprob_options, redact,
+                                 say_refused, sdk_http_client, sdk_transport, sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -98,6 +98,13 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+    def batch_client(self, http_factory=None):
+        """This judge's OpenAI Batch client (rlaif/backends/openai_batch.py), built with its own key."""
+        from rlaif.backends.openai_batch import OpenAIBatch
+
+        return OpenAIBatch(self.model, api_key=self._secret, base_url=self.base_url, request_kwargs=self.request_kwargs,
+                           http_factory=http_factory)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, transport={self.transport!r})"
@@ -207,40 +214,31 @@ def _status_error(e, secret: str) -> BackendError:
                       secrets=(secret,), retryable=retryable)
 
 
-def _get(obj, name, default=None):
-    """Attribute or key: the SDK gives pydantic objects, LiteLLM sometimes plain dicts."""
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def completion_from_openai(resp, params: GenParams) -> Completion:
     """A Completion from an OpenAI-shaped chat completion (SDK object or LiteLLM ModelResponse)."""
-    choices = _get(resp, "choices") or []
+    choices = field_of(resp, "choices") or []
     if not choices:
         raise BackendError("the server returned no choices", code="bad_response", retryable=True)
     ch = choices[0]
-    msg = _get(ch, "message")
-    text = _get(msg, "content") or ""
-    finish = _get(ch, "finish_reason")
-    refusal = _get(msg, "refusal")
+    msg = field_of(ch, "message")
+    text = field_of(msg, "content") or ""
+    finish = field_of(ch, "finish_reason")
+    refusal = field_of(msg, "refusal")
     if refusal and not text:          # structured-output refusal: the model declined to answer
         text, finish = refusal, "refusal"
     top: list[dict[str, float]] | None = None
-    lp = _get(ch, "logprobs")
-    content = _get(lp, "content")
+    lp = field_of(ch, "logprobs")
+    content = field_of(lp, "content")
     if content:
         top = []
         for pos in content:
-            alts = {_get(a, "token"): _get(a, "logprob") for a in (_get(pos, "top_logprobs") or [])}
-            alts.setdefault(_get(pos, "token"), _get(pos, "logprob"))
+            alts = {field_of(a, "token"): field_of(a, "logprob") for a in (field_of(pos, "top_logprobs") or [])}
+            alts.setdefault(field_of(pos, "token"), field_of(pos, "logprob"))
             top.append(alts)
     option_lp = logprob_options(top[0], params.options) if top else None
-    usage = _get(resp, "usage")
+    usage = field_of(resp, "usage")
     return Completion(text=text, option_logprobs=option_lp, top_logprobs=top, finish_reason=finish,
-                      usage=Usage(_get(usage, "prompt_tokens", 0) or 0, _get(usage, "completion_tokens", 0) or 0))
+                      usage=Usage(field_of(usage, "prompt_tokens", 0) or 0, field_of(usage, "completion_tokens", 0) or 0))
 
 
 __all__ = ["OpenAIBackend", "completion_from_openai", "redact"]

@@ -31,7 +31,9 @@ def is_transient(error: str | None) -> bool:
 def default_cache(backend) -> bool:
     """Whether a judge uses the request ledger unless told: API judges do; local/ and fake/ do not
     (their answers are free, and a local model's weights may change under the same name)."""
-    return backend.name.split("/", 1)[0] not in ("local", "fake")
+    from rlaif.backends import provider_of
+
+    return provider_of(backend) not in ("local", "fake")
 
 
 def _head(rub, backend, mode, opts: JudgeOptions) -> list:
@@ -231,7 +233,7 @@ class Job:
         return out_rows, summary
 
     def _batch(self, rows, led) -> dict:
-        from rlaif.batch import run_batch
+        from rlaif.judging.batch import run_batch
 
         return run_batch(rows, self.rubric, self.mode, self.backend, self.opts, led,
                          lambda dry=False: make_engine(self.backend, self.eng, led, dry=dry),

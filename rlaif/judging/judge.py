@@ -31,7 +31,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass
 
-from rlaif.backends import get_backend
+from rlaif.backends import as_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine
 from rlaif.errors import BackendError, RlaifError
@@ -324,7 +324,7 @@ async def judge_rows_async(rows: list[dict], rubric: Rubric | str, mode: str | N
     from rlaif.progress import progress_bar
 
     rubric = load_rubric(rubric) if not isinstance(rubric, Rubric) else rubric
-    backend = judge if (judge is not None and not isinstance(judge, str)) else get_backend(judge)
+    backend = as_backend(judge)
     j = Judge(rubric, backend, engine, config, prompts_dirs)
     mode = mode or (infer_mode(rows[0]) if rows else "absolute")
     if mode not in rubric.modes:

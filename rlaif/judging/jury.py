@@ -68,7 +68,7 @@ def _sum_estimates(ests: list[dict]) -> dict:
 def member_backends(judges: list, eng: EngineOptions) -> dict:
     """{key: Backend} for each distinct judge; --base-url and --reasoning-effort go only to the
     providers that take them."""
-    from rlaif.backends import DEFAULT_MODEL, get_backend
+    from rlaif.backends import DEFAULT_MODEL, as_backend, provider_of
 
     backends: dict[str, object] = {}
     for name in judges:
@@ -76,13 +76,12 @@ def member_backends(judges: list, eng: EngineOptions) -> dict:
         if key in backends:
             continue
         opts = dict(eng.judge_options, **({"base_url": eng.base_url} if eng.base_url else {}))
-        provider = (name or DEFAULT_MODEL).split("/", 1)[0] if isinstance(name, str) or name is None else None
-        if provider is not None and provider not in URL_PROVIDERS:
+        provider = provider_of(name)
+        if provider not in URL_PROVIDERS:
             opts.pop("base_url", None)        # a jury's --base-url is for its openai/ and litellm/ members
-        if provider is not None and provider != "openai":
+        if provider != "openai":
             opts.pop("reasoning_effort", None)
-        backends[key] = name if (name is not None and not isinstance(name, str)) else get_backend(
-            name or DEFAULT_MODEL, **opts)
+        backends[key] = as_backend(name or DEFAULT_MODEL, **opts)
     return backends
 
 
