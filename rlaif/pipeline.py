@@ -38,6 +38,7 @@ from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationEr
 
 from rlaif.errors import ConfigError, Problem, RlaifError
 from rlaif.journal import content_hash, write_json_atomic
+from rlaif.options import JudgeOptions
 
 STAGE_VERSION = 1      # bump when a stage's output format changes, so old outputs are not reused
 MANIFEST = "manifest.json"
@@ -61,15 +62,27 @@ class SampleConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)     # passed to get_backend (base_url=..., batch_size=...)
 
 
-class JudgeConfig(_Strict):
+class JudgeStage(JudgeOptions):
+    """The `judge:` section: every judging option of `rlaif judge` (rlaif.options.JudgeOptions,
+    one definition for the API, the CLI and this file) plus the judge, rubric and mode."""
+
+    model_config = ConfigDict(extra="forbid")
     model: str = "local/default"
     rubric: str = "helpfulness"
     mode: Literal["absolute", "rank"] = "absolute"
-    generative: bool = False
-    both_orders: bool = True
-    rank_method: Literal["tournament", "listwise"] = "tournament"
     concurrency: int = Field(16, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    def stage_config(self) -> dict:
+        """What the stage key hashes: the fields this section always had, plus any other option
+        set away from its default (so an upgrade does not redo a finished stage)."""
+        first = ("model", "rubric", "mode", "generative", "both_orders", "rank_method", "concurrency", "options")
+        dump = self.model_dump()
+        return {k: v for k, v in dump.items()
+                if k in first or v != type(self).model_fields[k].get_default(call_default_factory=True)}
+
+    def judge_options(self) -> JudgeOptions:
+        return JudgeOptions(**{k: getattr(self, k) for k in JudgeOptions.model_fields})
 
 
 class PairsConfig(_Strict):
@@ -99,7 +112,7 @@ class PipelineConfig(_Strict):
     rubrics_dirs: list[str] = Field(default_factory=list)
     prompts_dirs: list[str] = Field(default_factory=list)
     sample: SampleConfig = Field(default_factory=SampleConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge: JudgeStage = Field(default_factory=JudgeStage)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     train: dict[str, Any] | None = None            # keyword arguments of rlaif.train_dpo
     eval: dict[str, Any] | None = None             # keyword arguments of rlaif.evaluate
@@ -416,14 +429,14 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
             source = wd / "rank_input.jsonl"
             _write_rank_input(candidates, source)
         # judge() writes `judged` atomically once complete and keeps its resumable work in judged.jsonl.partial
-        kwargs = dict(judge=backend(jc.model, jc.options), mode=jc.mode, output=judged, generative=jc.generative,
-                      both_orders=jc.both_orders, rank_method=jc.rank_method, concurrency=jc.concurrency,
+        kwargs = dict(judge=backend(jc.model, jc.options), mode=jc.mode, output=judged, options=jc.judge_options(),
+                      concurrency=jc.concurrency,
                       prompts_dirs=prompts_dirs, rubrics_dirs=rubrics_dirs, progress=progress)
         _rows, summ = judge_fn(source, rubric, **kwargs)
         _say(summ.render())
         return summ.to_dict()
 
-    stage("judge", stage_key("judge", {**jc.model_dump(), "rubric": rubric.id}, {"candidates": content_hash(candidates)}),
+    stage("judge", stage_key("judge", {**jc.stage_config(), "rubric": rubric.id}, {"candidates": content_hash(candidates)}),
           judged, do_judge)
 
     # 3. pairs

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -530,8 +529,3 @@ def with_overrides(cfg, overrides: dict):
     if bad:
         raise TypeError(f"unknown training option(s): {', '.join(bad)}")
     return dataclasses.replace(cfg, **overrides)
-
-
-def mean_or_nan(xs) -> float:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    return sum(xs) / len(xs) if xs else float("nan")
