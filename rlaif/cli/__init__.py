@@ -1,0 +1,58 @@
+"""The command line: each command is a thin shell over the public function of the same name.
+
+`rlaif judge` → rlaif.judge(), `rlaif rubric lint` → rlaif.rubrics.lint(), and so on; one file per
+command group (judge.py, rubric.py, data.py, run.py, train.py, eval.py), the flags several commands
+share defined once in common.py. Errors rlaif raises on purpose (RlaifError, ConfigError for bad
+options) print as one clear message and exit 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlaif.cli.common import HelpFormatter, stderr
+from rlaif.errors import RlaifError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rlaif import __version__
+    from rlaif.cli.data import add_merge, add_sample_pairs
+    from rlaif.cli.eval import add_eval, add_report
+    from rlaif.cli.judge import add_judge
+    from rlaif.cli.rubric import add_rubric, add_rubric_test
+    from rlaif.cli.run import add_run
+    from rlaif.cli.train import add_training
+
+    parser = argparse.ArgumentParser(prog="rlaif", description="AI judges → preference datasets → LoRA DPO/GRPO.",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"rlaif {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    # in the order of the loop: sample -> judge -> pairs (run does all three) -> train -> eval
+    add_sample_pairs(sub)
+    add_run(sub)
+    add_judge(sub)
+    add_training(sub)
+    add_eval(sub)
+    add_rubric_test(add_rubric(sub))
+    add_report(sub)
+    add_merge(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RlaifError as e:
+        stderr(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        stderr("interrupted; rows written so far are intact")
+        return 130
+    except BrokenPipeError:            # `rlaif ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
+
+
+__all__ = ["main", "build_parser"]
