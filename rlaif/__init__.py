@@ -15,23 +15,31 @@ __version__ = "0.1.0"
 # (rlaif.judge, rlaif.evaluate, rlaif.report), and binding them here keeps `rlaif.judge` the function
 # even after `import rlaif.judge` elsewhere. None of them imports torch or a vendor SDK at import time.
 from rlaif.backends import get_backend
-from rlaif.errors import (BackendError, ConfigError, InputError, MissingDependencyError, RlaifError, RubricError,
-                          TemplateError)
+from rlaif.errors import (
+    BackendError,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    RlaifError,
+    RubricError,
+    TemplateError,
+)
 from rlaif.evaluate import evaluate
 from rlaif.gate import check_gate
 from rlaif.gold import rubric_diff, rubric_test
 from rlaif.judge import judge
 from rlaif.pairs import build_pairs
 from rlaif.pipeline import run
-from rlaif.sampling import sample
 from rlaif.records import Completion, GenParams, Judgment
 from rlaif.report import report
 from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
+from rlaif.sampling import sample
 from rlaif.shards import merge
 
 _EAGER = ["judge", "merge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics",
-          "get_backend", "evaluate", "rubric_test", "rubric_diff", "check_gate", "report", "Completion", "GenParams", "Judgment", "RlaifError", "ConfigError",
+          "get_backend", "evaluate", "rubric_test", "rubric_diff", "check_gate", "report", "Completion", "GenParams",
+          "Judgment", "RlaifError", "ConfigError",
           "RubricError", "TemplateError", "InputError", "BackendError", "MissingDependencyError"]
 
 # Heavy ones (they import torch/peft at module level) load on first use: public name -> "module:attribute".

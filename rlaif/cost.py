@@ -49,26 +49,30 @@ def load_price_file(path: str | Path) -> dict[str, Price]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError([Problem(str(path), f"cannot read price file: {e.strerror}")], str(path))
+        raise ConfigError([Problem(str(path), f"cannot read price file: {e.strerror}")], str(path)) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError([Problem(str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}")], str(path))
+        raise ConfigError([Problem(str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}")],
+                          str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "expected a mapping of model name -> {input, output}")], str(path))
     problems, out = [], {}
     for model, entry in data.items():
         if not isinstance(entry, dict):
-            problems.append(Problem(f"{path}: {model}", "expected {input: USD per 1M tokens, output: USD per 1M tokens}"))
+            problems.append(Problem(f"{path}: {model}",
+                                    "expected {input: USD per 1M tokens, output: USD per 1M tokens}"))
             continue
         bad = [k for k in entry if k not in ("input", "output")]
         if bad:
-            problems.append(Problem(f"{path}: {model}", f"unknown field(s) {bad}; use input and output (USD per 1M tokens)"))
+            problems.append(Problem(f"{path}: {model}",
+                                    f"unknown field(s) {bad}; use input and output (USD per 1M tokens)"))
         vals = {}
         for k in ("input", "output"):
             v = entry.get(k)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                problems.append(Problem(f"{path}: {model}.{k}", f"expected a non-negative number (USD per 1M tokens), got {v!r}"))
+                problems.append(Problem(f"{path}: {model}.{k}",
+                                        f"expected a non-negative number (USD per 1M tokens), got {v!r}"))
             else:
                 vals[k] = float(v) / 1e6
         if len(vals) == 2:
@@ -155,7 +159,9 @@ def _encoder(model: str):
 
 
 def count_method(model: str) -> str:
-    return "tiktoken" if _encoder(model) is not None else "chars/4 estimate (tiktoken or its encoding files unavailable)"
+    if _encoder(model) is not None:
+        return "tiktoken"
+    return "chars/4 estimate (tiktoken or its encoding files unavailable)"
 
 
 def count_tokens(messages: list[dict], model: str = "") -> int:

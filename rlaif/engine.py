@@ -27,8 +27,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Awaitable, TypeVar
+from typing import TypeVar
 
 from rlaif.backends.base import Backend
 from rlaif.cost import Price, count_tokens, price_for

@@ -43,7 +43,8 @@ def check_gate(result_json_path: str | Path, min_kappa: float, rubric, *, judge:
     from rlaif.gold import load_result
 
     if result_json_path is None:
-        raise GateError("--min-kappa needs --rubric-test RESULT.json (made by `rlaif rubric test RUBRIC --gold GOLD.jsonl -o RESULT.json`)")
+        raise GateError("--min-kappa needs --rubric-test RESULT.json "
+                        "(made by `rlaif rubric test RUBRIC --gold GOLD.jsonl -o RESULT.json`)")
     try:
         res = load_result(result_json_path)
     except InputError as e:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from rlaif import agreement as ag
 from rlaif.errors import InputError, RlaifError
@@ -59,14 +59,16 @@ def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
             raise InputError(path, n, None, f"expected a JSON object, got {type(value).__name__}")
         m = infer_mode(value)
         if m == "rank":
-            raise InputError(path, n, "responses", "rank rows are not supported in gold sets; use pairwise or absolute rows")
+            raise InputError(path, n, "responses",
+                             "rank rows are not supported in gold sets; use pairwise or absolute rows")
         mode = mode or m
         if m != mode:
             raise InputError(path, n, None, f"a {m} row in a {mode} gold set (the first row decides the mode)")
         check_row(value, path, n, mode, rubric.reference == "required")
         if "id" in value:
             if str(value["id"]) in seen:
-                raise InputError(path, n, "id", f"duplicate id {value['id']!r} (first on line {seen[str(value['id'])]})")
+                raise InputError(path, n, "id",
+                                 f"duplicate id {value['id']!r} (first on line {seen[str(value['id'])]})")
             seen[str(value["id"])] = n
         if "human" not in value:
             raise InputError(path, n, "human", "missing (the human label of this item)")
@@ -92,7 +94,8 @@ def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
     if not rows:
         raise InputError(path, None, None, "file is empty: expected one gold item per line")
     if mode not in rubric.modes:
-        raise RlaifError(f"{path} is a {mode} gold set but rubric '{rubric.name}' supports only {', '.join(rubric.modes)}")
+        raise RlaifError(f"{path} is a {mode} gold set but rubric '{rubric.name}' supports only "
+                         f"{', '.join(rubric.modes)}")
     return rows, mode
 
 
@@ -130,10 +133,13 @@ def _pairwise_metrics() -> dict[str, Callable[[list[dict]], float | None]]:
         "mean_p_first": lambda it: ag.mean_first_probability([x.get("orders") for x in it]),
         "judge_a_rate": lambda it: ag.a_rate(j(it)),
         "human_a_rate": lambda it: ag.a_rate(h(it)),
-        "judge_prefers_longer": lambda it: ag.prefers_longer_rate(j(it), [x["len_a"] for x in it], [x["len_b"] for x in it]),
-        "human_prefers_longer": lambda it: ag.prefers_longer_rate(h(it), [x["len_a"] for x in it], [x["len_b"] for x in it]),
-        "length_bias": lambda it: _gap(ag.prefers_longer_rate(j(it), [x["len_a"] for x in it], [x["len_b"] for x in it]),
-                                       ag.prefers_longer_rate(h(it), [x["len_a"] for x in it], [x["len_b"] for x in it])),
+        "judge_prefers_longer": lambda it: ag.prefers_longer_rate(j(it), [x["len_a"] for x in it],
+                                                                  [x["len_b"] for x in it]),
+        "human_prefers_longer": lambda it: ag.prefers_longer_rate(h(it), [x["len_a"] for x in it],
+                                                                  [x["len_b"] for x in it]),
+        "length_bias": lambda it: _gap(
+            ag.prefers_longer_rate(j(it), [x["len_a"] for x in it], [x["len_b"] for x in it]),
+            ag.prefers_longer_rate(h(it), [x["len_a"] for x in it], [x["len_b"] for x in it])),
     }
 
 
@@ -149,8 +155,10 @@ def _absolute_metrics(points: list[int]) -> dict[str, Callable[[list[dict]], flo
         "kappa": lambda it: ag.cohen_kappa(h(it), j(it), labels=points),
         "kappa_linear": lambda it: ag.cohen_kappa(h(it), j(it), weights="linear", labels=points),
         "accuracy": lambda it: ag.accuracy(h(it), j(it)),
-        "spearman": lambda it: ag.spearman(h(it), [x["score"] for x in it]) if "score" in (it[0] if it else {}) else None,
-        "mae": lambda it: (sum(abs(x["score"] - x["human"]) for x in it) / len(it)) if it and "score" in it[0] else None,
+        "spearman": lambda it: ag.spearman(h(it),
+                                           [x["score"] for x in it]) if "score" in (it[0] if it else {}) else None,
+        "mae": lambda it: ((sum(abs(x["score"] - x["human"]) for x in it) / len(it))
+                           if it and "score" in it[0] else None),
         "judge_mean": lambda it: (sum(x["score"] for x in it) / len(it)) if it and "score" in it[0] else None,
         "human_mean": lambda it: (sum(x["human"] for x in it) / len(it)) if it else None,
     }
@@ -243,7 +251,8 @@ def baselines(items: list[dict], mode: str, labels: list) -> dict:
             return {}
         maj = Counter(x["human"] for x in items).most_common(1)[0][0]
         fake = [dict(x, judge=maj, score=float(maj)) for x in items]
-        out[f"majority_class ({maj})"] = {k: metric_fns(mode, labels)[k](fake) for k in ("kappa_quadratic", "kappa", "accuracy", "mae")}
+        out[f"majority_class ({maj})"] = {k: metric_fns(mode, labels)[k](fake) for k in ("kappa_quadratic", "kappa",
+                                                                                         "accuracy", "mae")}
     return out
 
 
@@ -382,7 +391,8 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
                    "scale": [rub.scale.min, rub.scale.max], "labels": rub.labels},
         "judge": verdicts[0]["judge"] if verdicts else str(judge),
         "method": verdicts[0].get("method") if verdicts else None,
-        "gold": {"path": str(gold), "sha256": _sha256(gold), "mode": mode, "rows_in_file": None, "rows_used": len(rows)},
+        "gold": {"path": str(gold), "sha256": _sha256(gold), "mode": mode, "rows_in_file": None,
+                 "rows_used": len(rows)},
         "settings": {"limit": limit, "seed": seed, "both_orders": both_orders, "generative": generative,
                      "tie_rule": ("inconsistent orders -> tie" if both_orders else "") +
                                  (f"; |p_a-0.5| <= {tie_margin} -> tie" if tie_margin else ""),
@@ -409,7 +419,7 @@ def load_result(path: str | Path) -> dict:
     try:
         obj = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise InputError(str(p), e.lineno, None, f"invalid JSON: {e.msg}")
+        raise InputError(str(p), e.lineno, None, f"invalid JSON: {e.msg}") from None
     if not isinstance(obj, dict) or obj.get("kind") != RESULT_KIND:
         raise InputError(str(p), None, "kind", f"not a rubric-test result (expected kind: {RESULT_KIND}; "
                                                "make one with `rlaif rubric test ... -o RESULT.json`)")
@@ -508,8 +518,8 @@ def print_result(res: dict, console=None) -> None:
         t.add_column("meaning", style="dim")
     for name, m in res["metrics"].items():
         style = "bold" if name == res["headline"] else None
-        t.add_row(name, _fmt(m["value"], m["ci"]), *[_fmt(res["baselines"][b].get(name)) if name in res["baselines"][b]
-                                                      else "" for b in names], *([METRIC_DOCS.get(name, "")] if wide else []),
+        base_cells = [_fmt(res["baselines"][b].get(name)) if name in res["baselines"][b] else "" for b in names]
+        t.add_row(name, _fmt(m["value"], m["ci"]), *base_cells, *([METRIC_DOCS.get(name, "")] if wide else []),
                   style=style)
     con.print(t)
     conf = res["confusion"]

@@ -13,8 +13,9 @@ fingerprint, one index field shared its namespace with the user's row fields).
   row is appended as itself plus its position under an index field the header names, chosen so
   that no row has a field of that name (`_rlaif_index`, else `_rlaif_index_1` ...): bookkeeping
   never shares a namespace with the user's fields. One whole flushed line per write, so a kill
-  leaves at most a torn last line, which is cut off on resume. The file is locked (fcntl) while a job writes it: a second process on the
-  same output fails at once instead of paying for everything again.
+  leaves at most a torn last line, which is cut off on resume. The file is locked (fcntl) while a
+  job writes it: a second process on the same output fails at once instead of paying for
+  everything again.
 """
 from __future__ import annotations
 

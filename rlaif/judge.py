@@ -22,13 +22,23 @@ from rlaif.judging.aggregate import bradley_terry
 from rlaif.judging.job import Job, JudgeSummary, default_cache, job_fingerprint, load_rows
 from rlaif.judging.judge import TOP_LOGPROBS, Judge, judge_rows_async, resolve_method
 from rlaif.judging.jury import URL_PROVIDERS, jury
-from rlaif.judging.verdicts import (PARSE_STRENGTH, Parsed, distribution, expected_score, parse_json_verdict,
-                                    parse_preference, parse_ranking, parse_score, parse_verdict, repair_prompt,
-                                    tolerant_parse, verdict_schema)
+from rlaif.judging.verdicts import (
+    PARSE_STRENGTH,
+    Parsed,
+    distribution,
+    expected_score,
+    parse_json_verdict,
+    parse_preference,
+    parse_ranking,
+    parse_score,
+    parse_verdict,
+    repair_prompt,
+    tolerant_parse,
+    verdict_schema,
+)
 from rlaif.options import GENERATIVE_MAX_TOKENS, EngineOptions, JobOptions, JudgeOptions, split_options
 from rlaif.render import build_messages
 from rlaif.rubrics import load_rubric
-
 
 
 class JudgeConfig(JudgeOptions):

@@ -659,7 +659,6 @@ def push_to_hub(out_dir: str | Path, repo: str, *, token: str | None = None, pri
     """Upload the dataset and its card to the Hugging Face Hub. The token comes from the argument,
     $HF_TOKEN or `huggingface-cli login`; it is passed to the Hub client only, never stored or logged."""
     from datasets import load_from_disk
-
     from huggingface_hub import HfApi
     token = hub_token(token)
     out = Path(out_dir)

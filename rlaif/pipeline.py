@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlaif.errors import ConfigError, Problem, RlaifError
 from rlaif.journal import content_hash, write_json_atomic
@@ -156,7 +156,7 @@ def load_config(path: str | Path) -> Loaded:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{src}:{mark.line + 1}" if mark else src
-        raise ConfigError([Problem(where, f"invalid YAML: {getattr(e, 'problem', e)}")], source=src)
+        raise ConfigError([Problem(where, f"invalid YAML: {getattr(e, 'problem', e)}")], source=src) from None
     if not isinstance(raw, dict):
         raise ConfigError([Problem(src, f"expected a mapping of sections, got {type(raw).__name__}")], source=src)
     problems: list[Problem] = []
@@ -355,7 +355,8 @@ def _call_with(fn, wired: dict, user: dict):
     return fn(**user, **kwargs)
 
 
-def run(config: str | Path, *, force: bool = False, validate_only: bool = False, progress: bool = True) -> RunResult | None:
+def run(config: str | Path, *, force: bool = False, validate_only: bool = False,
+        progress: bool = True) -> RunResult | None:
     """Run (or resume) the pipeline in `config`; `rlaif run` calls this. Usable in a running event loop."""
     loaded = load_config(config)
     if validate_only:
@@ -436,8 +437,8 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
         _say(summ.render())
         return summ.to_dict()
 
-    stage("judge", stage_key("judge", {**jc.stage_config(), "rubric": rubric.id}, {"candidates": content_hash(candidates)}),
-          judged, do_judge)
+    judge_key = stage_key("judge", {**jc.stage_config(), "rubric": rubric.id}, {"candidates": content_hash(candidates)})
+    stage("judge", judge_key, judged, do_judge)
 
     # 3. pairs
     pc = cfg.pairs

@@ -73,7 +73,7 @@ class Judgment:
     rationale: str | None = None
     error: str | None = None
     detail: str | None = None                   # human-readable detail for `error`
-    parse: str | None = None                    # generative: how the verdict was read: json | text | repaired | tolerant
+    parse: str | None = None                    # generative: how it was read: json | text | repaired | tolerant
     n_samples: int | None = None                # k-sample estimate: how many samples gave a readable verdict
     members: list[dict] | None = None           # jury: each member's verdict (judge, rubric, weight, score/p_a, error)
 
@@ -82,7 +82,7 @@ class Judgment:
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None or f.name == "error"}
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], mode: str) -> "Judgment":
+    def from_row(cls, row: dict[str, Any], mode: str) -> Judgment:
         """The verdict back from an output row of `rlaif.judge` (the input row + `to_row()` fields).
         An unscored row gives no verdict values, whatever fields its input row carried."""
         j = cls(mode=row.get("mode", mode), judge=row.get("judge", ""), rubric=row.get("rubric", ""),

@@ -21,7 +21,8 @@ def build_messages(rubric: Rubric, mode: str, row: dict, *, generative: bool = F
     """The exact chat messages a judge receives for `row`. `swap` exchanges A and B (pairwise);
     `order` permutes the responses (rank)."""
     if mode not in rubric.modes:
-        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' (it supports {', '.join(rubric.modes)})")
+        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' "
+                         f"(it supports {', '.join(rubric.modes)})")
     rc = rubric.context()
     ctx = {
         "rubric": rc,

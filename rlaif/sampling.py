@@ -73,7 +73,8 @@ def check_prompt_row(row, path: str, line: int | None) -> None:
             if not isinstance(m, dict):
                 raise InputError(path, line, where, f"expected a message object, got {type(m).__name__}")
             if m.get("role") not in ROLES:
-                raise InputError(path, line, f"{where}.role", f"expected one of {', '.join(ROLES)}, got {m.get('role')!r}")
+                raise InputError(path, line, f"{where}.role",
+                                 f"expected one of {', '.join(ROLES)}, got {m.get('role')!r}")
             if not isinstance(m.get("content"), str):
                 raise InputError(path, line, f"{where}.content", f"expected str, got {type(m.get('content')).__name__}")
         if p[-1]["role"] != "user":
@@ -145,7 +146,8 @@ class SampleSummary:
 
     def render(self) -> str:
         lines = [f"sampled {self.written} of {self.requested} candidates for {self.prompts} prompts "
-                 f"({self.distinct} distinct)" + (f"; {self.reused} reused from an interrupted run" if self.reused else "")]
+                 f"({self.distinct} distinct)"
+                 + (f"; {self.reused} reused from an interrupted run" if self.reused else "")]
         for code, n in self.failed.most_common():
             lines.append(f"  failed {code}: {n} (not written)")
         if self.finish:

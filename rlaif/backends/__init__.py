@@ -33,7 +33,8 @@ def get_backend(name: str | None = None, **options) -> Backend:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("rlaif"):
-            raise BackendError(f"provider '{provider}' is not available in this build", code="unknown_provider")
+            raise BackendError(f"provider '{provider}' is not available in this build",
+                               code="unknown_provider") from None
         raise
     return getattr(module, cls_name)(model, **options)
 

@@ -26,8 +26,15 @@ from __future__ import annotations
 import json
 import os
 
-from rlaif.backends.base import (PerLoopClient, field_of, http_error, say_refused, sdk_http_client, sdk_transport,
-                                 sdk_transport_error)
+from rlaif.backends.base import (
+    PerLoopClient,
+    field_of,
+    http_error,
+    say_refused,
+    sdk_http_client,
+    sdk_transport,
+    sdk_transport_error,
+)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -57,8 +64,9 @@ class AnthropicBackend:
         self.transport = sdk_transport(anthropic, http_client, transport)
 
         def make_client():
+            http = sdk_http_client(anthropic, self.transport, http_client, timeout)
             return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0,
-                                            http_client=sdk_http_client(anthropic, self.transport, http_client, timeout))
+                                            http_client=http)
 
         self._clients = PerLoopClient(make_client)
         self._anthropic = anthropic

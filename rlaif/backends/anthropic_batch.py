@@ -25,7 +25,8 @@ class AnthropicBatch:
         # the live backend's own request and answer reading, so a batched verdict is the live one
         self._params = batch_params
         base = base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
-        self.headers = {"x-api-key": batch_base.api_key(api_key, "ANTHROPIC_API_KEY"), "anthropic-version": self.VERSION}
+        self.headers = {"x-api-key": batch_base.api_key(api_key, "ANTHROPIC_API_KEY"),
+                        "anthropic-version": self.VERSION}
         self.http = (http_factory or batch_base.make_http_client)(str(base).rstrip("/"), self.headers)
 
     def body(self, messages: list[Message], p: GenParams) -> dict:
@@ -33,13 +34,15 @@ class AnthropicBatch:
 
     def submit(self, requests: list[tuple[str, list[Message], GenParams]]) -> str:
         payload = {"requests": [{"custom_id": k, "params": self.body(m, p)} for k, m, p in requests]}
-        return batch_base.check(self.http.post("/v1/messages/batches", json=payload), "creating the message batch").json()["id"]
+        return batch_base.check(self.http.post("/v1/messages/batches", json=payload),
+                                "creating the message batch").json()["id"]
 
     def poll(self, batch_id: str) -> tuple[bool, str]:
         b = batch_base.check(self.http.get(f"/v1/messages/batches/{batch_id}"), "checking the message batch").json()
         c = b.get("request_counts") or {}
-        return b["processing_status"] == "ended", (f"{b['processing_status']} ({c.get('succeeded', 0)} succeeded, "
-                                                   f"{c.get('errored', 0)} errored, {c.get('processing', 0)} processing)")
+        return b["processing_status"] == "ended", (
+            f"{b['processing_status']} ({c.get('succeeded', 0)} succeeded, "
+            f"{c.get('errored', 0)} errored, {c.get('processing', 0)} processing)")
 
     def results(self, batch_id: str, params: dict[str, GenParams]) -> dict[str, Completion | BackendError]:
         b = batch_base.check(self.http.get(f"/v1/messages/batches/{batch_id}"), "checking the message batch").json()

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import itertools
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from rlaif.records import Completion, GenParams, Message, Usage
 

@@ -22,7 +22,6 @@ from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message
 
 
-
 def _import_litellm():
     # Use the bundled price/model table instead of fetching one from GitHub at import time.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -75,9 +74,9 @@ class LiteLLMBackend:
         return kw
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
-        from rlaif.backends.openai import completion_from_openai
+        import openai  # LiteLLM depends on it; its exceptions subclass the SDK's
 
-        import openai   # LiteLLM depends on it; its exceptions subclass the SDK's
+        from rlaif.backends.openai import completion_from_openai
 
         try:
             resp = await self._litellm.acompletion(**self.request_kwargs(messages, params))
@@ -85,7 +84,8 @@ class LiteLLMBackend:
             raise http_error("litellm", None, "request timed out", code="timeout", secrets=(self._secret,)) from None
         except openai.APIStatusError as e:
             status = getattr(e, "status_code", None)
-            headers = getattr(e, "litellm_response_headers", None) or getattr(getattr(e, "response", None), "headers", None)
+            headers = getattr(e, "litellm_response_headers", None) or getattr(getattr(e, "response", None), "headers",
+                                                                              None)
             raise http_error("litellm", status, getattr(e, "message", str(e)), code=type(e).__name__,
                              headers=headers, secrets=(self._secret,)) from None
         except openai.APIConnectionError as e:

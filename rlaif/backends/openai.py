@@ -33,8 +33,18 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import (PerLoopClient, chat_completion_params, field_of, http_error, logprob_options, redact,
-                                 say_refused, sdk_http_client, sdk_transport, sdk_transport_error)
+from rlaif.backends.base import (
+    PerLoopClient,
+    chat_completion_params,
+    field_of,
+    http_error,
+    logprob_options,
+    redact,
+    say_refused,
+    sdk_http_client,
+    sdk_transport,
+    sdk_transport_error,
+)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -237,8 +247,8 @@ def completion_from_openai(resp, params: GenParams) -> Completion:
             top.append(alts)
     option_lp = logprob_options(top[0], params.options) if top else None
     usage = field_of(resp, "usage")
-    return Completion(text=text, option_logprobs=option_lp, top_logprobs=top, finish_reason=finish,
-                      usage=Usage(field_of(usage, "prompt_tokens", 0) or 0, field_of(usage, "completion_tokens", 0) or 0))
+    tokens = Usage(field_of(usage, "prompt_tokens", 0) or 0, field_of(usage, "completion_tokens", 0) or 0)
+    return Completion(text=text, option_logprobs=option_lp, top_logprobs=top, finish_reason=finish, usage=tokens)
 
 
 __all__ = ["OpenAIBackend", "completion_from_openai", "redact"]

@@ -44,9 +44,9 @@ class OpenAIBatch:
         f = batch_base.check(self.http.post("/files", data={"purpose": "batch"},
                                   files={"file": ("rlaif-batch.jsonl", lines.encode(), "application/jsonl")}),
                    "uploading the batch file").json()
-        b = batch_base.check(self.http.post("/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions",
-                                                    "completion_window": "24h", "metadata": {"source": "rlaif"}}),
-                   "creating the batch").json()
+        create = {"input_file_id": f["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h",
+                  "metadata": {"source": "rlaif"}}
+        b = batch_base.check(self.http.post("/batches", json=create), "creating the batch").json()
         return b["id"]
 
     def poll(self, batch_id: str) -> tuple[bool, str]:

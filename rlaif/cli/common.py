@@ -55,7 +55,8 @@ def add_dirs(p) -> None:
 def add_judging_flags(p, *, tie_margin: float | None = None, tie_help: str | None = None) -> None:
     """--generative, --one-order, --tie-margin: shared by judge, rubric test and rubric diff."""
     p.add_argument("--generative", action="store_true", help=_help(JudgeOptions, "generative"))
-    p.add_argument("--one-order", action="store_true", help="pairwise: judge only the given A/B order (no position swap)")
+    p.add_argument("--one-order", action="store_true",
+                   help="pairwise: judge only the given A/B order (no position swap)")
     p.add_argument("--tie-margin", type=float, default=_default(JudgeOptions, "tie_margin") if tie_margin is None
                    else tie_margin, help=tie_help or _help(JudgeOptions, "tie_margin"))
 
@@ -89,7 +90,8 @@ def add_engine_flags(p) -> None:
     g.add_argument("--prices", default=None,
                    help="YAML/JSON price table overriding LiteLLM's: model: {input, output} USD per 1M tokens")
     g.add_argument("--dry-run", action="store_true", help="count requests, tokens and cost; send nothing")
-    g.add_argument("--shard", default=None, help="judge only partition i/n (0-based), e.g. 0/4; join with `rlaif merge`")
+    g.add_argument("--shard", default=None,
+                   help="judge only partition i/n (0-based), e.g. 0/4; join with `rlaif merge`")
     g.add_argument("--batch", action="store_true",
                    help="use the provider's batch API (OpenAI, Anthropic): half price, slower")
     g.add_argument("--batch-poll", type=float, default=_default(EngineOptions, "batch_poll"),

@@ -54,7 +54,8 @@ def add_merge(sub) -> None:
                                    "with --input, in the input's row order and checked for missing rows.")
     p.add_argument("paths", nargs="+", help="shard output files")
     p.add_argument("--output", "-o", required=True, help="the merged JSONL file")
-    p.add_argument("--input", default=None, help="the original input: restores its row order and checks that no row is missing")
+    p.add_argument("--input", default=None,
+                   help="the original input: restores its row order and checks that no row is missing")
     p.set_defaults(func=cmd_merge)
 
 
@@ -84,7 +85,8 @@ def add_sample_pairs(sub) -> None:
                        description="JUDGED is the output of `rlaif judge` (absolute, rank or pairwise).")
     p.add_argument("judged", help="judged JSONL file")
     p.add_argument("--output", "-o", required=True, help="dataset folder (datasets.save_to_disk + README.md card)")
-    p.add_argument("--policy", choices=POLICIES, default="best_vs_worst", help="which responses of a prompt make a pair")
+    p.add_argument("--policy", choices=POLICIES, default="best_vs_worst",
+                   help="which responses of a prompt make a pair")
     p.add_argument("--min-margin", type=float, default=None,
                    help="smallest score gap that makes a pair (default: 0.25 for absolute scores, 0 otherwise)")
     p.add_argument("--inconsistent", choices=INCONSISTENT, default="drop",

@@ -28,7 +28,8 @@ def add_eval(sub) -> None:
     p = parser(sub, "eval", help="judged win rate of a LoRA adapter vs its base, and the alignment tax",
                        description="Generate greedy answers from the base model and from base+adapter, judge each "
                                    "pair in both orders (win rate, bootstrap 95% CI), and measure the alignment tax: "
-                                   "exact match on a capability set and refusal rates on XSTest's safe and unsafe prompts.")
+                                   "exact match on a capability set and refusal rates on XSTest's safe and unsafe "
+                                   "prompts.")
     p.add_argument("--adapter", "-a", required=True, help="LoRA adapter directory (output of `rlaif train ...`)")
     p.add_argument("--prompts", "-p", required=True, help="held-out prompts JSONL (field `prompt`)")
     p.add_argument("--base", default=None, help="base model (default: the adapter config's base_model_name_or_path); "

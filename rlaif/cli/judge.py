@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 
-from rlaif.cli.common import (add_api_judge_flags, add_concurrency, add_dirs, add_engine_flags, add_judging_flags,
-                              add_quiet, api_judge_kwargs, engine_kwargs, one_or_many, parser, stderr)
+from rlaif.cli.common import (
+    add_api_judge_flags,
+    add_concurrency,
+    add_dirs,
+    add_engine_flags,
+    add_judging_flags,
+    add_quiet,
+    api_judge_kwargs,
+    engine_kwargs,
+    one_or_many,
+    parser,
+    stderr,
+)
 
 
 def cmd_judge(args) -> int:
@@ -13,7 +24,8 @@ def cmd_judge(args) -> int:
 
     rows, summary = judge(args.input, one_or_many(args.rubric), judge=one_or_many(args.judge), mode=args.mode,
                           output=args.output, generative=args.generative, both_orders=not args.one_order,
-                          rank_method=args.rank_method, tie_margin=args.tie_margin, skip_invalid=args.skip_invalid, concurrency=args.concurrency,
+                          rank_method=args.rank_method, tie_margin=args.tie_margin, skip_invalid=args.skip_invalid,
+                          concurrency=args.concurrency,
                           prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
                           **api_judge_kwargs(args), **engine_kwargs(args))
     if args.dry_run:
@@ -34,9 +46,11 @@ def cmd_judge(args) -> int:
 def _render_estimate(e: dict) -> str:
     from rlaif.cost import fmt_usd
 
-    return (f"dry run: {e['rows']} rows -> {e['requests']} requests ({e['cached']} already answered in the ledger: free)\n"
+    return (f"dry run: {e['rows']} rows -> {e['requests']} requests "
+            f"({e['cached']} already answered in the ledger: free)\n"
             f"  to send: {e['requests'] - e['cached']} requests, {e['prompt_tokens']:,} prompt tokens "
-            f"[{e['count_method'] or 'nothing to count'}], at most {e['max_completion_tokens']:,} completion tokens (max_tokens)\n"
+            f"[{e['count_method'] or 'nothing to count'}], "
+            f"at most {e['max_completion_tokens']:,} completion tokens (max_tokens)\n"
             f"  estimated cost: at most {fmt_usd(e['cost'])}"
             + (f" (prices: {e['price_source']})" if e.get('price_source') else
                " (no price known for this model: give one with --prices)"))
@@ -70,7 +84,8 @@ def add_judge(sub) -> None:
     p.add_argument("--output", "-o", default=None, help="output JSONL (default: print to stdout)")
     add_judging_flags(p)
     p.add_argument("--rank-method", choices=["tournament", "listwise"], default="tournament",
-                   help="tournament: all pairs, both orders, Bradley-Terry (any judge); listwise: one generative call per permutation")
+                   help="tournament: all pairs, both orders, Bradley-Terry (any judge); "
+                        "listwise: one generative call per permutation")
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed rows (reported) instead of stopping")
     add_concurrency(p)
     add_engine_flags(p)

@@ -42,7 +42,7 @@ def cmd_rubric_render(args) -> int:
         try:
             row = json.loads(Path(args.example).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise RlaifError(f"{args.example}: invalid JSON: {e.msg} (line {e.lineno})")
+            raise RlaifError(f"{args.example}: invalid JSON: {e.msg} (line {e.lineno})") from None
         mode = args.mode or infer_mode(row)
     else:
         mode = args.mode or rubric.modes[0]
@@ -67,7 +67,8 @@ def cmd_rubric_list(args) -> int:
             r = load_rubric(name, args.rubrics_dir, args.prompts_dir)
             print(f"{r.id:32} {r.scale.min}..{r.scale.max}  {','.join(r.modes):24} {r.description[:60]}")
         except RlaifError as e:
-            print(f"{name:32} INVALID ({find_rubric(name, args.rubrics_dir)}): {len(getattr(e, 'problems', []))} problem(s)")
+            n = len(getattr(e, "problems", []))
+            print(f"{name:32} INVALID ({find_rubric(name, args.rubrics_dir)}): {n} problem(s)")
     return 0
 
 
@@ -82,7 +83,8 @@ def add_rubric(sub):
     rp = parser(rs, "render", help="print the exact messages a judge would receive")
     rp.add_argument("name", help="rubric name or path")
     rp.add_argument("--example", "-e", help="a JSON file with one input row (default: a built-in sample row)")
-    rp.add_argument("--mode", choices=["absolute", "pairwise", "rank"], help="mode to render (default: the rubric's first)")
+    rp.add_argument("--mode", choices=["absolute", "pairwise", "rank"],
+                    help="mode to render (default: the rubric's first)")
     rp.add_argument("--generative", action="store_true", help="render the generative variant (rationale, then verdict)")
     rp.add_argument("--swap", action="store_true", help="pairwise: show the swapped order")
     rp.add_argument("--json", action="store_true", help="print the messages as JSON")

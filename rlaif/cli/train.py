@@ -9,13 +9,15 @@ from rlaif.cli.common import add_quiet, parser, stderr
 
 
 def _train_common(p, default_lr: float, batch_help: str) -> None:
-    p.add_argument("--model", "-m", default="default", help="base model: 'default' (embedded SmolLM2), a folder or hub id")
+    p.add_argument("--model", "-m", default="default",
+                   help="base model: 'default' (embedded SmolLM2), a folder or hub id")
     p.add_argument("--output", "-o", required=True, help="output folder: adapter/, checkpoint-N/, metrics.jsonl")
     p.add_argument("--max-steps", type=int, default=100, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=4, help=batch_help)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--lr", type=float, default=default_lr, help="learning rate")
-    p.add_argument("--lr-scheduler", default="constant_with_warmup", help="transformers scheduler name (linear, cosine, ...)")
+    p.add_argument("--lr-scheduler", default="constant_with_warmup",
+                   help="transformers scheduler name (linear, cosine, ...)")
     p.add_argument("--warmup-steps", type=int, default=0, help="learning-rate warmup steps")
     p.add_argument("--max-length", type=int, default=1024, help="max tokens of prompt+completion")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
@@ -32,9 +34,11 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
                    help="also log metrics to TensorBoard / W&B (repeatable)")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on with CUDA, off on CPU")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on where CUDA supports it")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on where CUDA supports it")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile each decoder layer (GPU: ~1.8x tokens/s on a 1.25B model; the first steps compile)")
+                   help="torch.compile each decoder layer "
+                        "(GPU: ~1.8x tokens/s on a 1.25B model; the first steps compile)")
     p.add_argument("--split", default="train", help="dataset split, for dataset folders with several")
     add_quiet(p)
 
@@ -46,7 +50,8 @@ def _train_kwargs(args) -> dict:
     return dict(model=args.model, output_dir=args.output, max_steps=args.max_steps, batch_size=args.batch_size,
                 grad_accum=args.grad_accum, learning_rate=args.lr, lr_scheduler=args.lr_scheduler,
                 warmup_steps=args.warmup_steps, max_length=args.max_length, adapter=args.adapter, seed=args.seed,
-                lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets),
+                lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                                  target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
                 split=args.split, progress=not args.quiet, compile=args.compile)
@@ -105,11 +110,13 @@ def add_training(sub) -> None:
     d.add_argument("--beta", type=float, default=0.1, help="DPO temperature: strength of the pull to the reference")
     d.add_argument("--loss", choices=["sigmoid", "ipo", "hinge", "robust"], default="sigmoid", help="DPO loss variant")
     d.add_argument("--label-smoothing", type=float, default=0.0, help="cDPO / robust DPO: assumed label noise")
-    d.add_argument("--soft-labels", action="store_true", help="use each pair's judge probability p_chosen as the target")
+    d.add_argument("--soft-labels", action="store_true",
+                   help="use each pair's judge probability p_chosen as the target")
     d.add_argument("--precompute-ref", action="store_true", help="compute reference log-probs once before training")
     d.set_defaults(func=cmd_train_dpo)
     s = parser(ts, "sft", help="SFT on the best-judged response of each prompt (rejection sampling)",
-                      description="DATA: judged JSONL from `rlaif judge` (absolute), or a preference dataset (its chosen).")
+               description="DATA: judged JSONL from `rlaif judge` (absolute), or a preference dataset "
+                           "(its chosen).")
     s.add_argument("data", help="judged JSONL (absolute) or a preference dataset (its chosen responses)")
     _train_common(s, 1e-4, "demonstrations per micro-batch (per process)")
     s.set_defaults(func=cmd_train_sft)
@@ -118,13 +125,15 @@ def add_training(sub) -> None:
     g.add_argument("prompts", help="JSONL or dataset folder with a `prompt` column")
     g.add_argument("--reward", action="append", required=True,
                    help="rubric:NAME[@provider/model] | module:function | file.py[:function] (repeatable)")
-    g.add_argument("--reward-weights", type=float, nargs="+", default=None, help="one weight per --reward (default: 1 each)")
+    g.add_argument("--reward-weights", type=float, nargs="+", default=None,
+                   help="one weight per --reward (default: 1 each)")
     g.add_argument("--num-generations", "-G", type=int, default=8, help="completions per prompt")
     g.add_argument("--max-completion-length", type=int, default=128, help="most tokens per sampled completion")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the completions")
     g.add_argument("--beta", type=float, default=0.0, help="KL weight (k3 estimator); 0 skips the reference pass")
     g.add_argument("--epsilon", type=float, default=0.2, help="PPO clip range (lower side)")
-    g.add_argument("--epsilon-high", type=float, default=None, help="upper clip range (DAPO clip-higher; default: --epsilon)")
+    g.add_argument("--epsilon-high", type=float, default=None,
+                   help="upper clip range (DAPO clip-higher; default: --epsilon)")
     g.add_argument("--loss", choices=["grpo", "dr_grpo", "dapo"], default="dapo", help="how token losses are averaged")
     g.add_argument("--scale-rewards", choices=["group", "batch", "none"], default="group",
                    help="divide advantages by the reward std of the group, the batch, or not at all")

@@ -72,7 +72,8 @@ def aggregate(mode: str, verdicts: list[Judgment], how: str = "mean", weights: l
     if not ok:
         errs = Counter(v.error for v in verdicts if v.error)
         code = errs.most_common(1)[0][0] if errs else "no_weight"
-        detail = "; ".join(f"{v.judge} {v.rubric}: {v.error}" for v in verdicts if v.error) or "every member has weight 0"
+        detail = ("; ".join(f"{v.judge} {v.rubric}: {v.error}" for v in verdicts if v.error)
+                  or "every member has weight 0")
         return Judgment(mode, name, rubric, error=code, detail=f"no jury member scored this row ({detail})",
                         members=members)
     total = sum(w for _, w in ok)
@@ -126,7 +127,8 @@ def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float
     if mode == "absolute":
         from sklearn.metrics import cohen_kappa_score
 
-        pairs = [(round(v.score), round(float(g))) for v, g in zip(verdicts, labels) if v.error is None and g is not None]
+        pairs = [(round(v.score), round(float(g))) for v, g in zip(verdicts,
+                                                                   labels) if v.error is None and g is not None]
         if len(pairs) < 2:
             return 0.0
         pred, gold = zip(*pairs)

@@ -36,8 +36,17 @@ from rlaif.backends.base import Backend
 from rlaif.engine import Engine
 from rlaif.errors import BackendError, RlaifError
 from rlaif.judging.aggregate import borda, bradley_terry
-from rlaif.judging.verdicts import (Parsed, distribution, expected_score, parse_json_verdict, parse_verdict,
-                                    repair_prompt, tolerant_parse, verdict_schema, weakest)
+from rlaif.judging.verdicts import (
+    Parsed,
+    distribution,
+    expected_score,
+    parse_json_verdict,
+    parse_verdict,
+    repair_prompt,
+    tolerant_parse,
+    verdict_schema,
+    weakest,
+)
 from rlaif.options import JudgeOptions
 from rlaif.records import GenParams, Judgment
 from rlaif.render import build_messages
@@ -328,7 +337,8 @@ async def judge_rows_async(rows: list[dict], rubric: Rubric | str, mode: str | N
     j = Judge(rubric, backend, engine, config, prompts_dirs)
     mode = mode or (infer_mode(rows[0]) if rows else "absolute")
     if mode not in rubric.modes:
-        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' (it supports {', '.join(rubric.modes)})")
+        raise RlaifError(f"rubric '{rubric.name}' does not support mode '{mode}' "
+                         f"(it supports {', '.join(rubric.modes)})")
     results: list[Judgment | None] = [None] * len(rows)
     next_out = 0
     bar = progress_bar(progress, len(rows), f"judging with {backend.name}")

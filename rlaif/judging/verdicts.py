@@ -210,7 +210,8 @@ def repair_prompt(kind: str, detail: str, lo: int, hi: int, n: int, structured: 
     else:
         want = {"score": f'the final line exactly as "Score: N", N an integer from {lo} to {hi}',
                 "preference": 'the final line exactly as "Better: A" or "Better: B"',
-                "ranking": f'the final line exactly as "Ranking: " and the numbers 1..{n} best first, joined by " > "'}[kind]
+                "ranking": f'the final line exactly as "Ranking: " and the numbers 1..{n} best first, '
+                           'joined by " > "'}[kind]
     return f"Your reply could not be read ({detail}). Reply again with {want}."
 
 
