@@ -200,7 +200,7 @@ def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def _percentiles(values: list[float], alpha: float) -> list[float] | None:
+def _percentiles(values: Sequence[float | None], alpha: float) -> list[float] | None:
     vals = [v for v in values if v is not None and np.isfinite(v)]
     if len(vals) < 10:              # too few defined resamples to say anything
         return None

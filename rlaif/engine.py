@@ -319,7 +319,7 @@ class Engine:
         except (json.JSONDecodeError, ConnectionError) as e:
             raise BackendError(f"broken response or connection: {type(e).__name__}: {e}", code="bad_response",
                                retryable=True) from e
-        except Exception as e:  # noqa: BLE001 - a transport error is retried; a backend bug surfaces, reasoned
+        except Exception as e:
             import httpx
 
             if isinstance(e, httpx.TransportError):

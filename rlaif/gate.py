@@ -86,4 +86,5 @@ def check_gate_rows(result_json_path: str | Path | None, min_kappa: float, rows:
         raise GateError(f"the judged rows come from {len(rubrics)} rubrics ({', '.join(rubrics)}); one rubric-test "
                         "result can vouch for one rubric")
     judges = {r.get("judge") for r in rows if r.get("judge")}
-    return check_gate(result_json_path, min_kappa, rubrics[0], judge=judges.pop() if len(judges) == 1 else None)
+    judge = judges.pop() if len(judges) == 1 else None
+    return check_gate(result_json_path, min_kappa, rubrics[0], judge=judge)  # type: ignore[arg-type]  # None: refused there

@@ -367,7 +367,8 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
         raise RlaifError(f"tie_margin must be in [0, 0.5), got {tie_margin}")
     if output:
         check_output(output, inputs=[gold])
-    rub = load_rubric(rubric, rubrics_dirs=rubrics_dirs, prompts_dirs=prompts_dirs)
+    rub = rubric if isinstance(rubric, Rubric) else load_rubric(rubric, rubrics_dirs=rubrics_dirs,
+                                                                prompts_dirs=prompts_dirs)
     rows, mode = load_gold(gold, rub)
     rows = _subset(rows, limit, seed)
     # Judge in order of length and map back: a batching backend (local) then pads each batch to a

@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from rlaif.errors import RlaifError
 
@@ -144,7 +145,7 @@ class Journal:
         self.path = self.output.with_name(self.output.name + PARTIAL_SUFFIX)
         self.job, self.fresh, self.option = job, fresh, option
         self.done: dict[int, dict] = {}
-        self._f = None
+        self._f: BinaryIO | None = None
 
     # -- opening: lock, then read back or start -----------------------------------------------
     def __enter__(self) -> Journal:
@@ -158,7 +159,7 @@ class Journal:
         import fcntl
 
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+b")      # noqa: SIM115 - held open (and locked) for the whole job
+        f = open(self.path, "a+b")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -667,7 +667,7 @@ def push_to_hub(out_dir: str | Path, repo: str, *, token: str | None = None, pri
         ds.push_to_hub(repo, token=token, private=private)
         HfApi(token=token).upload_file(path_or_fileobj=str(out / "README.md"), path_in_repo="README.md",
                                        repo_id=repo, repo_type="dataset")
-    except Exception as e:  # noqa: BLE001 - network/auth errors, reported without the token
+    except Exception as e:
         raise RlaifError(f"pushing to the Hub repo {repo!r} failed: {type(e).__name__}: {str(e)[:300]}") from e
     return f"https://huggingface.co/datasets/{repo}"
 

@@ -171,6 +171,7 @@ def load_config(path: str | Path) -> Loaded:
     problems += _semantic_problems(raw, base, src)
     if problems:
         raise ConfigError(problems, source=src)
+    assert cfg is not None          # a validation error above became a problem, and problems raised
     return Loaded(cfg, path.resolve(), base)
 
 
@@ -258,7 +259,7 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             import dataclasses
 
             from rlaif.train.dpo import DPOConfig
-            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})
+            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})  # type: ignore[misc]  # names only
             takes_any = False
         for key in raw[sec]:
             if key in wired:
@@ -281,7 +282,7 @@ class Manifest:
 
     def __init__(self, workdir: Path):
         self.path = workdir / MANIFEST
-        self.data = {"stages": {}}
+        self.data: dict = {"stages": {}}
         if self.path.exists():
             try:
                 self.data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -484,6 +485,7 @@ def _write_rank_input(candidates: Path, dest: Path) -> None:
     from rlaif.io import iter_jsonl, write_jsonl
 
     groups: dict[str, dict] = {}
+    r: Any
     for _n, r in iter_jsonl(candidates):
         g = groups.setdefault(r["prompt_id"], {"id": r["prompt_id"], "prompt": r["prompt"], "messages": r["messages"],
                                                "responses": [], "models": [], "candidate_ids": []})

@@ -30,6 +30,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlaif.backends import as_backend
 from rlaif.backends.base import Backend
@@ -100,7 +101,9 @@ def read_prompts(source: str | Path | list, limit: int | None = None) -> list[di
         items = [(i + 1, {"prompt": v} if isinstance(v, (str, list)) else v) for i, v in enumerate(source)]
         if not items:
             raise InputError(path, None, None, "no prompts given")
-    rows, seen = [], {}
+    rows: list[dict] = []
+    seen: dict[str, int | None] = {}
+    row: Any
     for idx, (n, row) in enumerate(items):
         check_prompt_row(row, path, n)
         pid = str(row["id"]) if "id" in row else str(idx)

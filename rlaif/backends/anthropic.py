@@ -176,14 +176,16 @@ def completion_from_anthropic(resp) -> Completion:
 def _error_of(e) -> dict:
     """The `error` object of an Anthropic error body ({"type": "error", "error": {type, message}})."""
     body = e.body if isinstance(e.body, dict) else {}
-    return body.get("error") if isinstance(body.get("error"), dict) else {}
+    err = body.get("error")
+    return err if isinstance(err, dict) else {}
 
 
 def _status_error(e, secret: str) -> BackendError:
     err = _error_of(e)
     code = err.get("type") or f"http_{e.status_code}"
     message = err.get("message") or str(e)
-    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    raw = err.get("details")
+    details: dict = raw if isinstance(raw, dict) else {}
     retryable = None
     if "spend_limit" in str(details.get("error_code", "")) or "spend_limit" in code:
         code, retryable = details.get("error_code") or code, False

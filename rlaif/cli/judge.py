@@ -29,7 +29,7 @@ def cmd_judge(args) -> int:
                           prompts_dirs=args.prompts_dir, rubrics_dirs=args.rubrics_dir, progress=not args.quiet,
                           **api_judge_kwargs(args), **engine_kwargs(args))
     if args.dry_run:
-        stderr(_render_estimate(summary.estimate))
+        stderr(_render_estimate(summary.estimate or {}))
         return 0
     if not args.output:
         for r in rows:

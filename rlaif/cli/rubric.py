@@ -48,12 +48,12 @@ def cmd_rubric_render(args) -> int:
         mode = args.mode or rubric.modes[0]
         row = sample_row(rubric, mode)
     from rlaif.io import check_row
-    check_row(row, args.example or "<sample>", None, mode, rubric.reference == "required")
+    check_row(row, args.example or "<sample>", None, mode, rubric.reference == "required")  # type: ignore[arg-type]
     msgs = build_messages(rubric, mode, row, generative=args.generative, swap=args.swap, prompts_dirs=args.prompts_dir)
     if args.json:
         print(json.dumps(msgs, ensure_ascii=False, indent=2))
     else:
-        print(f"# rubric {rubric.id}, mode {mode}, template {rubric.templates[mode]}")
+        print(f"# rubric {rubric.id}, mode {mode}, template {rubric.templates[mode]}")  # type: ignore[index]
         for m in msgs:
             print(f"\n===== {m['role']} =====\n{m['content']}")
     return 0

@@ -9,7 +9,7 @@ def cmd_run(args) -> int:
     from rlaif.pipeline import run
 
     result = run(args.config, force=args.force, validate_only=args.check)
-    if args.check:
+    if args.check or result is None:
         print(f"{args.config}: ok")
     else:
         print(result.render())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 from rlaif.errors import RlaifError
 from rlaif.records import Judgment
@@ -68,7 +69,8 @@ def aggregate(mode: str, verdicts: list[Judgment], how: str = "mean", weights: l
         weights = [1.0] * len(verdicts)
     rubric = "+".join(dict.fromkeys(v.rubric for v in verdicts))
     members = [_member_row(v, w) for v, w in zip(verdicts, weights)]
-    ok = [(v, w) for v, w in zip(verdicts, weights) if v.error is None and w > 0]
+    # members that scored the row: their verdict fields for `mode` are set (Any: no None checks below)
+    ok: list[tuple[Any, float]] = [(v, w) for v, w in zip(verdicts, weights) if v.error is None and w > 0]
     if not ok:
         errs = Counter(v.error for v in verdicts if v.error)
         code = errs.most_common(1)[0][0] if errs else "no_weight"
@@ -92,9 +94,9 @@ def aggregate(mode: str, verdicts: list[Judgment], how: str = "mean", weights: l
                 j.probs = {k: sum(w * v.probs.get(k, 0.0) for v, w in ok) / total for k in keys}
     elif mode == "pairwise":
         if how == "majority":
-            votes = Counter(v.preference for v, _ in ok if v.preference in ("a", "b"))
-            n = votes["a"] + votes["b"]
-            j.p_a = votes["a"] / n if n else 0.5
+            prefs = Counter(v.preference for v, _ in ok if v.preference in ("a", "b"))
+            n = prefs["a"] + prefs["b"]
+            j.p_a = prefs["a"] / n if n else 0.5
         else:
             j.p_a = sum(w * v.p_a for v, w in ok) / total
         j.preference = "tie" if abs(j.p_a - 0.5) < 1e-9 else ("a" if j.p_a > 0.5 else "b")
@@ -127,11 +129,11 @@ def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float
     if mode == "absolute":
         from sklearn.metrics import cohen_kappa_score
 
-        pairs = [(round(v.score), round(float(g))) for v, g in zip(verdicts,
-                                                                   labels) if v.error is None and g is not None]
-        if len(pairs) < 2:
+        scored = [(round(v.score or 0.0), round(float(g))) for v, g in zip(verdicts, labels)
+                  if v.error is None and g is not None]
+        if len(scored) < 2:
             return 0.0
-        pred, gold = zip(*pairs)
+        pred, gold = zip(*scored)
         if len(set(pred) | set(gold)) < 2:            # kappa undefined: both constant and equal
             return 1.0 if pred == gold else 0.0
         k = cohen_kappa_score(gold, pred, weights="quadratic")

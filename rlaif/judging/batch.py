@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rlaif.backends import provider_of
 from rlaif.backends.base import field_of, logprob_options
@@ -85,7 +86,7 @@ def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: fl
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     client = batch_client(backend)
     price = price_for(backend.name, batch=True)
-    report = {"batches": [], "answered": 0, "failed": 0, "cost": 0.0 if price else None}
+    report: dict[str, Any] = {"batches": [], "answered": 0, "failed": 0, "cost": 0.0 if price else None}
     tried: set[str] = set()
     for _ in range(MAX_ROUNDS):
         eng = make_engine(dry=True)

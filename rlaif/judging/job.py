@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlaif.engine import Engine, run_sync
 from rlaif.journal import Journal, canonical, fingerprint
@@ -162,16 +163,16 @@ class Job:
     shared progress display) and `label` are how a jury runs its members through this same code."""
 
     rows: list[dict]
-    rubric: object
-    backend: object
+    rubric: Any                # a Rubric
+    backend: Any               # a Backend
     mode: str
     opts: JudgeOptions = field(default_factory=JudgeOptions)
     eng: EngineOptions = field(default_factory=EngineOptions)
     job: JobOptions = field(default_factory=JobOptions)
     output: str | Path | None = None
     engine: Engine | None = None
-    budget: object = None
-    group: object = None
+    budget: Any = None
+    group: Any = None
     label: str | None = None
 
     def run(self) -> tuple[list[dict], JudgeSummary]:

@@ -95,6 +95,7 @@ PARSE_STRENGTH = ["json", "text", "repaired", "tolerant"]     # weakest last: a 
 def verdict_schema(kind: str, lo: int = 1, hi: int = 5, n: int = 0) -> dict:
     """The JSON schema a structured-output judge must fill (OpenAI strict mode compatible:
     every property required, no additional properties; enums instead of min/max)."""
+    field: dict[str, dict]
     if kind == "score":
         field = {"score": {"type": "integer", "enum": list(range(lo, hi + 1))}}
     elif kind == "preference":

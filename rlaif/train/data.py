@@ -161,7 +161,7 @@ def tokenize_pairs(tok, rows: Rows, max_length: int | None = 1024, soft_labels: 
             ex["p_chosen"] = float(p)
         try:
             prompt_ids, (c_ids, r_ids) = encode(tok, prompt, [chosen, rejected])
-        except Exception as e:  # noqa: BLE001 - a template error is a data error at this row
+        except Exception as e:
             raise InputError(path, line, "prompt", f"cannot apply the chat template: {e}") from e
         if not c_ids or not r_ids:
             raise InputError(path, line, "chosen" if not c_ids else "rejected", "renders to no completion tokens")

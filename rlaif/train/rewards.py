@@ -91,7 +91,7 @@ def load_reward(spec, judge_backends: dict | None = None):
         module = importlib.util.module_from_spec(modspec)
         try:
             modspec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001 - the user's file failed to import: say which
+        except Exception as e:
             raise RlaifError(f"--reward {spec}: importing {target} failed: {type(e).__name__}: {e}") from e
         fname = fname or "reward"
     else:
