@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
-
 # Light modules are imported now: their functions share names with their modules
 # (rlaif.judge, rlaif.evaluate, rlaif.report), and binding them here keeps `rlaif.judge` the function
 # even after `import rlaif.judge` elsewhere. None of them imports torch or a vendor SDK at import time.
@@ -36,6 +34,7 @@ from rlaif.rubrics import lint as lint_rubric
 from rlaif.rubrics import list_rubrics, load_rubric
 from rlaif.sampling import sample
 from rlaif.shards import merge
+from rlaif.version import __version__
 
 _EAGER = ["judge", "merge", "sample", "build_pairs", "run", "load_rubric", "lint_rubric", "list_rubrics",
           "get_backend", "evaluate", "rubric_test", "rubric_diff", "check_gate", "report", "Completion", "GenParams",

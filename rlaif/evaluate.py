@@ -474,6 +474,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
     an already loaded PeftModel (then `adapter` is only recorded). Returns the report dict (schema in
     the module docstring) and, with `output`, writes it atomically as JSON.
     """
+    # why long: the three measurements (win rate, capability, refusals) in the report's order, one block each
     from rlaif.backends import as_backend
     from rlaif.judge import judge as judge_rows
     from rlaif.rubrics import load_rubric

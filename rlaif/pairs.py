@@ -310,6 +310,7 @@ def _merge_candidates(rows: list[dict]) -> dict[str, tuple[list[dict], list[Cand
 
 def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None = None) -> Built:
     """The pairs and their statistics (pure: no files). See the module docstring for the rules."""
+    # why long: one pass per mode over the grouped rows, with the bias audit's counters kept beside it
     opts = opts or PairOptions()
     opts.check()
     margin = DEFAULT_MARGIN[mode] if opts.min_margin is None else opts.min_margin
@@ -697,7 +698,7 @@ def build_pairs(judged: str | Path | list[dict], output: str | Path | None = Non
     Export gate: with `min_kappa`, `rubric_test_result` (a `rlaif rubric test` RESULT.json) must
     vouch for the very rubric (name@hash) and judge of the judged rows with κ ≥ min_kappa, or
     nothing is built (rlaif.gate.GateError)."""
-    from rlaif import __version__
+    from rlaif.version import __version__
 
     for fmt in formats:
         if fmt not in FORMATS:

@@ -183,7 +183,6 @@ def _section(raw: dict, name: str) -> dict:
 def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
     """What pydantic can't see: files, rubrics, model names, stages this version lacks. Checked on
     the raw values, so these are reported even when other fields failed validation."""
-    import rlaif
     from rlaif.backends import DEFAULT_MODEL, PROVIDERS, parse_model_name
     from rlaif.errors import InputError
     from rlaif.rubrics import load_rubric
@@ -246,7 +245,7 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
     for sec, (fn_name, wired) in HOOKS.items():
         if raw.get(sec) is None:
             continue
-        fn = getattr(rlaif, fn_name, None)
+        fn = _hook(fn_name)
         if fn is None:
             out.append(Problem(at(sec), f"the {sec} stage is not available in this version of rlaif "
                                         f"(rlaif.{fn_name} does not exist); remove the section"))
@@ -348,6 +347,18 @@ def _say(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------
+def _hook(fn_name: str):
+    """The public function a later stage calls (rlaif.train_dpo, rlaif.evaluate), imported from
+    its own module, not through the package __init__ (which imports this module: a cycle)."""
+    if fn_name == "train_dpo":
+        from rlaif.train.dpo import train_dpo
+        return train_dpo
+    if fn_name == "evaluate":
+        from rlaif.evaluate import evaluate
+        return evaluate
+    return None
+
+
 def _call_with(fn, wired: dict, user: dict):
     """Call a hook with the user's keyword arguments plus the wired-in ones it accepts."""
     params = inspect.signature(fn).parameters
@@ -370,7 +381,6 @@ def run(config: str | Path, *, force: bool = False, validate_only: bool = False,
 
 
 def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: bool) -> RunResult:
-    import rlaif
     from rlaif.backends import get_backend
     from rlaif.judge import judge as judge_fn
     from rlaif.pairs import build_pairs
@@ -463,7 +473,7 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
         def do_train():
             # a killed training run continues from its newest checkpoint, exactly (see rlaif/train/loop.py)
             resume = True if any(train_dir.glob("checkpoint-*")) else None
-            out = rlaif.train_dpo(str(dataset), output_dir=str(train_dir), resume=resume, **cfg.train)
+            out = _hook("train_dpo")(str(dataset), output_dir=str(train_dir), resume=resume, **cfg.train)
             return {k: v for k, v in out.items() if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
         stage("train", stage_key("train", cfg.train, {"dataset": content_hash(dataset)}), adapter, do_train)
     if cfg.eval is not None:
@@ -473,7 +483,7 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
             wired = {"output": str(report)}
             if cfg.train is not None:
                 wired["adapter"] = str(adapter)
-            out = _call_with(rlaif.evaluate, wired, cfg.eval)
+            out = _call_with(_hook("evaluate"), wired, cfg.eval)
             return out if isinstance(out, dict) else {}
         inputs = {"adapter": content_hash(adapter)} if cfg.train is not None else {}
         stage("eval", stage_key("eval", cfg.eval, inputs), report, do_eval)

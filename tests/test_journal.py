@@ -143,8 +143,8 @@ def test_a_corrupt_middle_line_is_redone_not_a_traceback(tmp_path, capsys):
     header = json.loads(head)
     lines = [json.dumps({**ref[k], header["index_field"]: k}) for k in range(3)]
     lines[1] = "\x00\x01 broken"
-    from rlaif.judging.job import job_fingerprint
     from rlaif.io import read_rows
+    from rlaif.judging.job import job_fingerprint
     from rlaif.rubrics import load_rubric
 
     read, mode = read_rows(inp)

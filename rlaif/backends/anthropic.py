@@ -150,12 +150,12 @@ class AnthropicBackend:
         kw = self.request_kwargs(messages, params)
         return {**{k: v for k, v in kw.items() if k != "extra_body"}, **kw.get("extra_body", {})}
 
-    def batch_client(self, http_factory=None):
-        """This judge's Message Batches client (rlaif/backends/anthropic_batch.py), built with its own key."""
-        from rlaif.backends.anthropic_batch import AnthropicBatch
-
-        return AnthropicBatch(self.model, api_key=self._secret, base_url=self.base_url, batch_params=self.batch_params,
-                              http_factory=http_factory)
+    def batch_client(self, client_class, http_factory=None):
+        """This judge's batch client: `client_class` (rlaif.backends.anthropic_batch.AnthropicBatch)
+        built with this backend's own key and request building (the caller passes the class, so
+        this module never imports its batch module)."""
+        return client_class(self.model, api_key=self._secret, base_url=self.base_url, batch_params=self.batch_params,
+                            http_factory=http_factory)
 
 
 def completion_from_anthropic(resp) -> Completion:

@@ -109,12 +109,12 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._clients.aclose()
 
-    def batch_client(self, http_factory=None):
-        """This judge's OpenAI Batch client (rlaif/backends/openai_batch.py), built with its own key."""
-        from rlaif.backends.openai_batch import OpenAIBatch
-
-        return OpenAIBatch(self.model, api_key=self._secret, base_url=self.base_url, request_kwargs=self.request_kwargs,
-                           http_factory=http_factory)
+    def batch_client(self, client_class, http_factory=None):
+        """This judge's batch client: `client_class` (rlaif.backends.openai_batch.OpenAIBatch) built
+        with this backend's own key, base URL and request fields. The caller passes the class so
+        this module never imports its batch module (which imports this one's reader)."""
+        return client_class(self.model, api_key=self._secret, base_url=self.base_url,
+                            request_kwargs=self.request_kwargs, http_factory=http_factory)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, transport={self.transport!r})"

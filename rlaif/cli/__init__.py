@@ -15,13 +15,13 @@ from rlaif.errors import RlaifError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlaif import __version__
     from rlaif.cli.data import add_merge, add_sample_pairs
     from rlaif.cli.eval import add_eval, add_report
     from rlaif.cli.judge import add_judge
     from rlaif.cli.rubric import add_rubric, add_rubric_test
     from rlaif.cli.run import add_run
     from rlaif.cli.train import add_training
+    from rlaif.version import __version__
 
     parser = argparse.ArgumentParser(prog="rlaif", description="AI judges → preference datasets → LoRA DPO/GRPO.",
                                      formatter_class=HelpFormatter)

@@ -54,12 +54,16 @@ def batch_client(backend):
         raise RlaifError(f"--batch works with {' and '.join(p + '/' for p in BATCH_PROVIDERS)} judges, "
                          f"not '{backend.name}'")
     factory = make_http_client            # looked up now, so a test can swap this module's factory
-    if hasattr(backend, "batch_client"):
-        return backend.batch_client(http_factory=factory)
     if provider == "anthropic":
-        raise RlaifError(f"--batch for anthropic/ needs rlaif's Anthropic backend, not {type(backend).__name__}")
+        from rlaif.backends.anthropic_batch import AnthropicBatch
+
+        if not hasattr(backend, "batch_client"):
+            raise RlaifError(f"--batch for anthropic/ needs rlaif's Anthropic backend, not {type(backend).__name__}")
+        return backend.batch_client(AnthropicBatch, http_factory=factory)
     from rlaif.backends.openai_batch import OpenAIBatch
 
+    if hasattr(backend, "batch_client"):
+        return backend.batch_client(OpenAIBatch, http_factory=factory)
     return OpenAIBatch(backend.name.partition("/")[2], api_key=getattr(backend, "api_key", None),
                        base_url=getattr(backend, "base_url", None),
                        logprobs=getattr(backend, "supports_logprobs", True), http_factory=factory)

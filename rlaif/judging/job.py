@@ -49,7 +49,7 @@ def job_fingerprint(rows, rub, backend, mode, opts: JudgeOptions, canon: list[by
 
 def verdict_keys(rows, rub, backend, mode, opts: JudgeOptions, canon: list[bytes] | None = None) -> list[str]:
     """One ledger key per row for its finished verdict (see rlaif.ledger, table `verdicts`)."""
-    from rlaif import __version__
+    from rlaif.version import __version__
 
     head = json.dumps([__version__, *_head(rub, backend, mode, opts)]).encode()
     return [hashlib.sha256(head + c).hexdigest() for c in (canon if canon is not None else canonical(rows))]

@@ -28,7 +28,9 @@ import json
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.journal import write_jsonl_atomic
@@ -63,6 +65,16 @@ def _sum_estimates(ests: list[dict]) -> dict:
         out.setdefault("count_method", e.get("count_method"))
         out.setdefault("price_source", e.get("price_source"))
     return out
+
+
+def check_rubrics(rubs: list, mode: str) -> None:
+    """ConfigError listing every reason these rubrics cannot sit on one jury in `mode`."""
+    problems = [f"rubric '{r.name}' does not support mode '{mode}'" for r in rubs if mode not in r.modes]
+    if mode == "absolute" and len({(r.scale.min, r.scale.max) for r in rubs}) > 1:
+        problems.append("absolute juries need rubrics on one scale: "
+                        + ", ".join(f"{r.name} {r.scale.min}..{r.scale.max}" for r in rubs))
+    if problems:
+        raise ConfigError(problems, source="jury")
 
 
 def member_backends(judges: list, eng: EngineOptions) -> dict:
@@ -115,12 +127,7 @@ def jury(input, rubrics: list, *, judges: list, mode: str | None = None, output=
     needs_ref = any(r.reference == "required" for r in rubs)
     summary = JudgeSummary()
     rows, mode, summary.skipped = load_rows(input, mode, needs_ref, job)
-    problems = [f"rubric '{r.name}' does not support mode '{mode}'" for r in rubs if mode not in r.modes]
-    if mode == "absolute" and len({(r.scale.min, r.scale.max) for r in rubs}) > 1:
-        problems.append("absolute juries need rubrics on one scale: "
-                        + ", ".join(f"{r.name} {r.scale.min}..{r.scale.max}" for r in rubs))
-    if problems:
-        raise ConfigError(problems, source="jury")
+    check_rubrics(rubs, mode)
 
     backends = member_backends(judges, eng)
     members = [(key, r) for key in backends for r in rubs]           # member m = (backend key, rubric)
@@ -134,42 +141,7 @@ def jury(input, rubrics: list, *, judges: list, mode: str | None = None, output=
     group = display() if job.progress else None
     member_job = job.model_copy(update={"shard": None, "skip_invalid": False, "fresh": False})
 
-    def member_file(folder: Path, m: int, rs: list[dict]) -> Path:
-        # named by the member's job fingerprint: a finished file is reused only for the same
-        # backend, rubric (and its templates), mode, options and rows
-        key, rub = members[m]
-        return folder / f"{m:02d}-{job_fingerprint(rs, rub, backends[key], mode, opts)}.jsonl"
-
-    def run_members(rs: list[dict], folder: Path | None, tag: str) -> list:
-        """results[m] = (member m's output rows, its summary); one thread per backend."""
-        results: list = [None] * len(members)
-
-        def run_backend(key):
-            for m, (k, rub) in enumerate(members):
-                if k != key:
-                    continue
-                out = member_file(folder, m, rs) if folder is not None else None
-                if out is not None and out.exists():       # finished before a kill: read it back
-                    done = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines() if x.strip()]
-                    if len(done) == len(rs):
-                        results[m] = (done, None)
-                        continue
-                member_eng = eng.model_copy(update={"cache": caches[key], "ledger": shared if caches[key] else None,
-                                                    "max_cost": None})
-                results[m] = Job(rs, rub, backends[key], mode, opts, member_eng, member_job, output=out,
-                                 budget=budget, group=group, label=f"{tag}{key} {rub.name}").run()
-
-        if group is not None:
-            group.start()
-        try:
-            with ThreadPoolExecutor(max_workers=len(backends)) as ex:
-                for f in [ex.submit(run_backend, key) for key in backends]:
-                    f.result()                              # a member's exception stops the jury, state kept
-        finally:
-            if group is not None:
-                group.stop()
-        return results
-
+    panel = Panel(members, backends, mode, opts, member_eng_base(eng), member_job, caches, shared, budget, group)
     try:
         folder = None
         if output and not job.dry_run:
@@ -182,8 +154,8 @@ def jury(input, rubrics: list, *, judges: list, mode: str | None = None, output=
         runs: list = []
         ests: list = []
         if how == "weighted":
-            weights = _gold_weights(job, mode, needs_ref, members, backends, run_members, runs, ests, summary)
-        results = run_members(rows, folder, "")
+            weights = _gold_weights(job, mode, needs_ref, members, backends, panel.run, runs, ests, summary)
+        results = panel.run(rows, folder, "")
         if job.dry_run:
             summary.estimate = _sum_estimates(ests + [s.estimate for _, s in results])
             summary.estimate["rows"] = len(rows)
@@ -204,6 +176,64 @@ def jury(input, rubrics: list, *, judges: list, mode: str | None = None, output=
     finally:
         if shared is not None and not isinstance(led_arg, Ledger):
             shared.close()
+
+
+def member_eng_base(eng: EngineOptions) -> EngineOptions:
+    """Members' engine options: the jury's, with the budget held by the jury (shared), not each member."""
+    return eng.model_copy(update={"max_cost": None})
+
+
+@dataclass
+class Panel:
+    """A jury's members (member m = (backend key, rubric)) and what they share: backends, the
+    ledger connection, the budget and the progress display."""
+
+    members: list[tuple[str, Any]]
+    backends: dict
+    mode: str
+    opts: JudgeOptions
+    eng: EngineOptions
+    job: JobOptions
+    caches: dict
+    shared: Any
+    budget: Any
+    group: Any
+
+    def member_file(self, folder: Path, m: int, rs: list[dict]) -> Path:
+        # named by the member's job fingerprint: a finished file is reused only for the same
+        # backend, rubric (and its templates), mode, options and rows
+        key, rub = self.members[m]
+        return folder / f"{m:02d}-{job_fingerprint(rs, rub, self.backends[key], self.mode, self.opts)}.jsonl"
+
+    def run(self, rs: list[dict], folder: Path | None, tag: str) -> list:
+        """results[m] = (member m's output rows, its summary); one thread per backend."""
+        results: list = [None] * len(self.members)
+
+        def run_backend(key):
+            for m, (k, rub) in enumerate(self.members):
+                if k != key:
+                    continue
+                out = self.member_file(folder, m, rs) if folder is not None else None
+                if out is not None and out.exists():       # finished before a kill: read it back
+                    done = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines() if x.strip()]
+                    if len(done) == len(rs):
+                        results[m] = (done, None)
+                        continue
+                eng = self.eng.model_copy(update={"cache": self.caches[key],
+                                                  "ledger": self.shared if self.caches[key] else None})
+                results[m] = Job(rs, rub, self.backends[key], self.mode, self.opts, eng, self.job, output=out,
+                                 budget=self.budget, group=self.group, label=f"{tag}{key} {rub.name}").run()
+
+        if self.group is not None:
+            self.group.start()
+        try:
+            with ThreadPoolExecutor(max_workers=len(self.backends)) as ex:
+                for f in [ex.submit(run_backend, key) for key in self.backends]:
+                    f.result()                              # a member's exception stops the jury, state kept
+        finally:
+            if self.group is not None:
+                self.group.stop()
+        return results
 
 
 def _gold_weights(job, mode, needs_ref, members, backends, run_members, runs, ests, summary) -> list[float]:
