@@ -51,3 +51,9 @@ def test_pairs_format_takes_several_values_like_the_yaml_list():
     assert p.parse_args(["pairs", "j.jsonl", "-o", "d", "--format", "parquet", "jsonl"]).format == ["parquet", "jsonl"]
     assert p.parse_args(["pairs", "j.jsonl", "-o", "d", "--format", "parquet", "--format", "jsonl"]).format == \
         ["parquet", "jsonl"]
+
+
+@pytest.mark.parametrize("path,parser", PARSERS, ids=[" ".join(p) for p, _ in PARSERS])
+def test_every_command_runs_a_function(path, parser):
+    has_sub = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+    assert has_sub or callable(parser.get_default("func")), f"{' '.join(path)} has no function to run"

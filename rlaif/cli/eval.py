@@ -54,6 +54,7 @@ def add_eval(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     add_quiet(p)
     add_dirs(p)
+    p.set_defaults(func=cmd_eval)
 
 
 def cmd_report(args) -> int:
@@ -71,3 +72,4 @@ def add_report(sub) -> None:
     p.add_argument("input", help="RESULT.json from `rlaif rubric test`, a judged .jsonl, or an eval JSON")
     p.add_argument("--output", "-o", required=True, help="HTML file to write")
     p.add_argument("--png", default=None, help="also write a summary image (needs Chromium: apt-get install chromium)")
+    p.set_defaults(func=cmd_report)
