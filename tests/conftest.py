@@ -15,6 +15,32 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# The fast loop (`pytest -m "not slow and not ci"`, CONTRIBUTING.md) leaves out what costs seconds:
+# tests that load the embedded model or build a tiny one, start processes, or import a heavy SDK
+# (litellm, trl). Marked here, in one place, as `slow` *and* `ci`, so the default run (`not slow or
+# ci`) still runs every one of them exactly as before.
+HEAVY_FIXTURES = {"embedded", "local_judge", "tiny", "base_answers"}
+HEAVY_TESTS = (
+    "test_local_judge.py::test_smollm2", "test_local_judge.py::test_multi_token_scale",
+    "test_pipeline.py::test_kill_", "test_pipeline.py::test_examples_pipeline_dataset_trains",
+    "test_sampling.py::test_local_seed_reproducible", "test_backends_http.py::test_litellm",
+    "test_backends_http.py::test_anthropic_missing_key", "test_train_dpo.py::test_matches_trl",
+    "test_models.py::test_local_backend_loads", "test_train_cli.py::", "test_ledger.py::test_two_processes",
+    "test_evaluate.py::test_eval_", "test_resume.py::test_sigkill", "test_faults.py::test_sigkill",
+    "test_train_dpo.py::", "test_train_grpo.py::", "test_train_data.py::test_boundary",
+    "test_models.py::test_unknown_local_model",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())) or any(h in item.nodeid for h in HEAVY_TESTS):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.ci)
+
 
 @pytest.fixture(scope="session")
 def embedded():
