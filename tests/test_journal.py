@@ -234,3 +234,14 @@ def test_atomic_writers_and_content_hash(tmp_path):
     h = content_hash(tmp_path / "a")
     (tmp_path / "a" / "y.json").write_text("{}")
     assert content_hash(tmp_path / "a") != h and len(h) == 64
+
+
+# (`rubric test --min-kappa 1.01` stays accepted: tests/test_gold.py pins it as the always-failing floor.)
+@pytest.mark.parametrize("cmd", [["pairs", "j.jsonl", "-o", "d"]])
+def test_min_kappa_outside_minus_one_to_one_is_refused_before_any_work(cmd, capsys):
+    from rlaif.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--min-kappa", "5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--min-kappa" in err and "[-1, 1]" in err and "Traceback" not in err

@@ -47,6 +47,18 @@ def _default(model, name: str):
     return model.model_fields[name].default
 
 
+def kappa(text: str) -> float:
+    """An argparse type for --min-kappa: κ lies in [-1, 1], so a floor outside it is a typo, refused
+    before any work (exit 2) instead of failing the gate after every row was paid for."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {text!r}") from None
+    if not -1.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"κ lies in [-1, 1]; got {v}")
+    return v
+
+
 def add_dirs(p) -> None:
     p.add_argument("--rubrics-dir", action="append", default=None, help=_help(JobOptions, "rubrics_dirs"))
     p.add_argument("--prompts-dir", action="append", default=None, help=_help(JobOptions, "prompts_dirs"))

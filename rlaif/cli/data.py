@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rlaif.cli.common import add_concurrency, add_quiet, parser, stderr
+from rlaif.cli.common import add_concurrency, add_quiet, kappa, parser, stderr
 
 
 def cmd_sample(args) -> int:
@@ -96,7 +96,7 @@ def add_sample_pairs(sub) -> None:
     p.add_argument("--max-length-ratio", type=float, default=None,
                    help="drop pairs whose longer response is more than this many times the shorter (chars)")
     p.add_argument("--seed", type=int, default=0, help="best_vs_random's choice")
-    p.add_argument("--min-kappa", type=float, default=None,
+    p.add_argument("--min-kappa", type=kappa, default=None,
                    help="export gate: refuse unless --rubric-test shows this rubric+judge reach at least this κ")
     p.add_argument("--rubric-test", default=None, help="RESULT.json from `rlaif rubric test` (needed with --min-kappa)")
     p.add_argument("--format", action="extend", nargs="+", choices=FORMATS,
