@@ -50,8 +50,8 @@ def cmd_merge(args) -> int:
 
 def add_merge(sub) -> None:
     p = parser(sub, "merge", help="merge the outputs of `rlaif judge --shard i/n` runs",
-                       description="Join the outputs of `rlaif judge --shard i/n` runs into one file, atomically; "
-                                   "with --input, in the input's row order and checked for missing rows.")
+               description="Join the outputs of `rlaif judge --shard i/n` runs into one file, atomically; "
+                           "with --input, in the input's row order and checked for missing rows.")
     p.add_argument("paths", nargs="+", help="shard output files")
     p.add_argument("--output", "-o", required=True, help="the merged JSONL file")
     p.add_argument("--input", default=None,
@@ -63,8 +63,8 @@ def add_sample_pairs(sub) -> None:
     from rlaif.sampling import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
     p = parser(sub, "sample", help="sample N candidate responses per prompt",
-                       description="Rows: `prompt` (a string or a list of {role, content} messages ending with a "
-                                   "user turn) and an optional `id`. One output row per candidate.")
+               description="Rows: `prompt` (a string or a list of {role, content} messages ending with a "
+                           "user turn) and an optional `id`. One output row per candidate.")
     p.add_argument("prompts", help="JSONL file of prompts")
     p.add_argument("-n", type=int, default=DEFAULT_N, help="candidates per prompt")
     p.add_argument("--model", "-m", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
@@ -82,7 +82,7 @@ def add_sample_pairs(sub) -> None:
 
     from rlaif.pairs import FORMATS, INCONSISTENT, POLICIES
     p = parser(sub, "pairs", help="build a TRL preference dataset (with card and bias audit) from judged rows",
-                       description="JUDGED is the output of `rlaif judge` (absolute, rank or pairwise).")
+               description="JUDGED is the output of `rlaif judge` (absolute, rank or pairwise).")
     p.add_argument("judged", help="judged JSONL file")
     p.add_argument("--output", "-o", required=True, help="dataset folder (datasets.save_to_disk + README.md card)")
     p.add_argument("--policy", choices=POLICIES, default="best_vs_worst",

@@ -26,10 +26,10 @@ def cmd_eval(args) -> int:
 
 def add_eval(sub) -> None:
     p = parser(sub, "eval", help="judged win rate of a LoRA adapter vs its base, and the alignment tax",
-                       description="Generate greedy answers from the base model and from base+adapter, judge each "
-                                   "pair in both orders (win rate, bootstrap 95% CI), and measure the alignment tax: "
-                                   "exact match on a capability set and refusal rates on XSTest's safe and unsafe "
-                                   "prompts.")
+               description="Generate greedy answers from the base model and from base+adapter, judge each "
+                           "pair in both orders (win rate, bootstrap 95% CI), and measure the alignment tax: "
+                           "exact match on a capability set and refusal rates on XSTest's safe and unsafe "
+                           "prompts.")
     p.add_argument("--adapter", "-a", required=True, help="LoRA adapter directory (output of `rlaif train ...`)")
     p.add_argument("--prompts", "-p", required=True, help="held-out prompts JSONL (field `prompt`)")
     p.add_argument("--base", default=None, help="base model (default: the adapter config's base_model_name_or_path); "
@@ -67,8 +67,8 @@ def cmd_report(args) -> int:
 
 def add_report(sub) -> None:
     p = parser(sub, "report", help="a self-contained HTML report (and --png summary) of a result",
-                       description="Render a rubric-test result (JSON), a judged JSONL, a rubric diff or an eval "
-                                   "report (JSON) as one HTML file with inline SVG plots; no network, no scripts.")
+               description="Render a rubric-test result (JSON), a judged JSONL, a rubric diff or an eval "
+                           "report (JSON) as one HTML file with inline SVG plots; no network, no scripts.")
     p.add_argument("input", help="RESULT.json from `rlaif rubric test`, a judged .jsonl, or an eval JSON")
     p.add_argument("--output", "-o", required=True, help="HTML file to write")
     p.add_argument("--png", default=None, help="also write a summary image (needs Chromium: apt-get install chromium)")

@@ -72,8 +72,8 @@ def _one_line(r: dict) -> str:
 
 def add_judge(sub) -> None:
     p = parser(sub, "judge", help="judge JSONL rows with a rubric (absolute, pairwise or rank)",
-                       description="Judge rows: `prompt`+`response` (absolute), `response_a`+`response_b` "
-                                   "(pairwise), or `responses` (rank). The mode is inferred from the first row.")
+               description="Judge rows: `prompt`+`response` (absolute), `response_a`+`response_b` "
+                           "(pairwise), or `responses` (rank). The mode is inferred from the first row.")
     p.add_argument("input", help="JSONL file")
     p.add_argument("--rubric", "-r", required=True, action="append",
                    help="rubric name (e.g. helpfulness) or path to a YAML file; repeat for a jury of rubrics")

@@ -74,7 +74,7 @@ def cmd_rubric_list(args) -> int:
 
 def add_rubric(sub):
     p = parser(sub, "rubric", help="author rubrics: lint, render, list, test, diff",
-                       description="Rubric authoring: lint, render, list, test against human labels, diff versions.")
+               description="Rubric authoring: lint, render, list, test against human labels, diff versions.")
     rs = p.add_subparsers(dest="rubric_cmd", required=True)
     lp = parser(rs, "lint", help="validate rubric files; lists every problem, exits 1 if any")
     lp.add_argument("paths", nargs="+", help="rubric files or names")
@@ -144,8 +144,8 @@ def _gold_options(p) -> None:
 
 def add_rubric_test(rs) -> None:
     tp = parser(rs, "test", help="measure a rubric's agreement with human labels on a gold set",
-                       description="Judge a gold set (pairwise rows with human a/b/tie, or absolute rows with a "
-                                   "human score or label) and report κ, accuracy, biases and CIs next to baselines.")
+                description="Judge a gold set (pairwise rows with human a/b/tie, or absolute rows with a "
+                            "human score or label) and report κ, accuracy, biases and CIs next to baselines.")
     tp.add_argument("rubric", help="rubric name or path")
     tp.add_argument("--gold", "-g", required=True, help="gold JSONL (e.g. examples/gold/human_pairs_dev.jsonl)")
     tp.add_argument("--output", "-o", default=None, help="save the result JSON (input of rlaif report and the gate)")
@@ -153,9 +153,9 @@ def add_rubric_test(rs) -> None:
     _gold_options(tp)
     tp.set_defaults(func=cmd_rubric_test)
     dp = parser(rs, "diff", help="compare two rubric versions on the same gold set",
-                       description="Both versions on the same gold items: each metric's change with a paired "
-                                   "bootstrap CI, and the items where they disagree. OLD/NEW may be rubrics or "
-                                   "saved rubric-test results (.json).")
+                description="Both versions on the same gold items: each metric's change with a paired "
+                            "bootstrap CI, and the items where they disagree. OLD/NEW may be rubrics or "
+                            "saved rubric-test results (.json).")
     dp.add_argument("old", help="the old rubric (name or path) or its saved rubric-test result (.json)")
     dp.add_argument("new", help="the new rubric (name or path) or its saved rubric-test result (.json)")
     dp.add_argument("--gold", "-g", default=None, help="gold JSONL (not needed when OLD and NEW are results)")

@@ -19,7 +19,7 @@ def cmd_run(args) -> int:
 def add_run(sub) -> None:
     p = parser(sub, "run", help="run a pipeline (sample → judge → pairs) from one YAML config, resumably",
                description="Run the stages of one YAML config (sample, judge, pairs, and optionally train "
-                           "and eval) in a work folder; a finished stage is skipped on the next run.")
+                   "and eval) in a work folder; a finished stage is skipped on the next run.")
     p.add_argument("config", help="pipeline YAML")
     p.add_argument("--check", action="store_true", help="validate the config only")
     p.add_argument("--force", action="store_true", help="redo every stage even if done")

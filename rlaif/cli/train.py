@@ -100,11 +100,11 @@ def cmd_export(args) -> int:
 
 def add_training(sub) -> None:
     p = parser(sub, "train", help="LoRA training: dpo, grpo, sft (runs under `accelerate launch` for multi-GPU)",
-                       description="LoRA training on judged data: DPO on pairs, SFT on the best responses, GRPO with "
-                                   "judges as the reward.")
+               description="LoRA training on judged data: DPO on pairs, SFT on the best responses, GRPO with "
+                           "judges as the reward.")
     ts = p.add_subparsers(dest="train_cmd", required=True)
     d = parser(ts, "dpo", help="DPO (sigmoid / ipo / hinge / robust) on preference pairs",
-                      description="DATA: a dataset folder from `rlaif pairs`, or JSONL with prompt/chosen/rejected.")
+               description="DATA: a dataset folder from `rlaif pairs`, or JSONL with prompt/chosen/rejected.")
     d.add_argument("data", help="dataset folder from `rlaif pairs`, or JSONL with prompt/chosen/rejected")
     _train_common(d, 5e-5, "pairs per micro-batch (per process)")
     d.add_argument("--beta", type=float, default=0.1, help="DPO temperature: strength of the pull to the reference")
@@ -116,12 +116,12 @@ def add_training(sub) -> None:
     d.set_defaults(func=cmd_train_dpo)
     s = parser(ts, "sft", help="SFT on the best-judged response of each prompt (rejection sampling)",
                description="DATA: judged JSONL from `rlaif judge` (absolute), or a preference dataset "
-                           "(its chosen).")
+                    "(its chosen).")
     s.add_argument("data", help="judged JSONL (absolute) or a preference dataset (its chosen responses)")
     _train_common(s, 1e-4, "demonstrations per micro-batch (per process)")
     s.set_defaults(func=cmd_train_sft)
     g = parser(ts, "grpo", help="GRPO with rubric judges and/or Python functions as the reward",
-                      description="PROMPTS: JSONL or dataset folder with a `prompt` column.")
+               description="PROMPTS: JSONL or dataset folder with a `prompt` column.")
     g.add_argument("prompts", help="JSONL or dataset folder with a `prompt` column")
     g.add_argument("--reward", action="append", required=True,
                    help="rubric:NAME[@provider/model] | module:function | file.py[:function] (repeatable)")
@@ -141,8 +141,8 @@ def add_training(sub) -> None:
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
     e = parser(sub, "export", help="export a trained adapter, merged into its base or alone",
-                       description="Write a trained LoRA adapter as is, or merged into its base model's weights "
-                                   "(a plain transformers model), atomically.")
+               description="Write a trained LoRA adapter as is, or merged into its base model's weights "
+                           "(a plain transformers model), atomically.")
     e.add_argument("--adapter", "-a", required=True, help="adapter folder (OUT/adapter from `rlaif train`)")
     e.add_argument("--output", "-o", required=True, help="folder to write")
     e.add_argument("--merge", action="store_true", help="merge into the base weights (a plain transformers model)")
