@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from rlaif.backends import provider_of
 from rlaif.backends.base import field_of, logprob_options
 from rlaif.backends.batch_base import make_http_client
 from rlaif.errors import RlaifError
+from rlaif.journal import write_json_atomic
 from rlaif.records import Completion
 
 MAX_ROUNDS = 3      # initial requests, then re-asks that depend on real answers; more is never needed
@@ -106,11 +106,8 @@ def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: fl
             log(f"resuming {client.provider} batch {batch_id} ({len(pending)} requests)")
         else:
             batch_id = client.submit(pending)
-            state.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"provider": client.provider, "model": client.model, "batch_id": batch_id,
-                                       "requests": len(pending), "submitted": time.time()}))
-            os.replace(tmp, state)
+            write_json_atomic(state, {"provider": client.provider, "model": client.model, "batch_id": batch_id,
+                                      "requests": len(pending), "submitted": time.time()}, indent=None)
             log(f"submitted {client.provider} batch {batch_id}: {len(pending)} requests (state: {state}); "
                 "if interrupted, run the same command again to resume it")
         report["batches"].append(batch_id)
