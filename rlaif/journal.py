@@ -136,9 +136,13 @@ class Journal:
 
     A job whose fingerprint differs from the file's header is refused (delete it or `fresh`); a
     file that is not an rlaif work file at all is refused with one line, never a traceback.
+
+    `job=None` is a journal of self-describing rows (sampling: each candidate row carries its
+    model, conversation and sampling parameters, and the caller reuses a row only on an exact
+    match): no header, no index field, `done` keyed by line position.
     """
 
-    def __init__(self, output: str | Path, job: str, *, rows: Iterable[dict] = (), fresh: bool = False,
+    def __init__(self, output: str | Path, job: str | None, *, rows: Iterable[dict] = (), fresh: bool = False,
                  option: str = "-o"):
         self.output = Path(output)
         self.index_field = free_field(INDEX_FIELD, rows)
@@ -171,10 +175,12 @@ class Journal:
             f.seek(0)
             data = f.read()
             if data and not self.fresh:
-                self.done, good = self._read(data)
+                self.done, good = self._read(data) if self.job is not None else self._read_rows(data)
             else:
                 self.done, good = {}, 0
-            if good == 0:               # new, fresh, or died before the header was whole: start again
+            if self.job is None:
+                f.truncate(good)
+            elif good == 0:             # new, fresh, or died before the header was whole: start again
                 f.truncate(0)
                 f.write((json.dumps({JOB_FIELD: self.job, "index_field": self.index_field}) + "\n").encode())
             elif good < len(data):
@@ -185,6 +191,18 @@ class Journal:
             self.close()
             raise
         return self.done
+
+    def _read_rows(self, data: bytes) -> tuple[dict[int, dict], int]:
+        """A journal of self-describing rows: every whole JSON object line, up to the first torn one."""
+        done: dict[int, dict] = {}
+        good = 0
+        for n, raw in enumerate(data.splitlines(keepends=True)):
+            obj = self._line(raw) if raw.endswith(b"\n") else None
+            if obj is None:
+                break
+            done[n] = obj
+            good += len(raw)
+        return done, good
 
     def _read(self, data: bytes) -> tuple[dict[int, dict], int]:
         """({index: row}, bytes of the valid prefix). Stops at the first torn or unreadable line:
@@ -236,12 +254,19 @@ class Journal:
         """One finished item, as one whole flushed line: a kill leaves at most a torn last line."""
         if self._f is None:
             raise RlaifError(f"{self.path}: the journal is not open")
-        if self.index_field in row:
+        if self.job is None:
+            line = json.dumps(row, ensure_ascii=False) + "\n"
+        elif self.index_field in row:
             raise RlaifError(f"{self.path}: a row has the journal's index field '{self.index_field}'")
-        line = json.dumps({**row, self.index_field: index}, ensure_ascii=False) + "\n"
+        else:
+            line = json.dumps({**row, self.index_field: index}, ensure_ascii=False) + "\n"
         self._f.write(line.encode("utf-8"))
         self._f.flush()
         self.done[index] = row
+
+    def add(self, row: dict) -> None:
+        """Append a self-describing row (a `job=None` journal) after those already there."""
+        self.append(len(self.done), row)
 
     def finish(self, rows: Iterable[dict]) -> None:
         """The complete output, written atomically; then the work file is removed."""

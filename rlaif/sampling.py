@@ -25,8 +25,8 @@ sampling parameters) instead of asking the model again: no paid call is repeated
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,8 @@ from rlaif.backends import as_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
 from rlaif.errors import BackendError, InputError, RlaifError
-from rlaif.io import JsonlWriter, iter_jsonl, numbered_rows, write_jsonl
-from rlaif.journal import check_output
+from rlaif.io import numbered_rows
+from rlaif.journal import Journal, check_output, write_jsonl_atomic
 from rlaif.progress import progress_bar
 from rlaif.records import GenParams
 
@@ -246,29 +246,20 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
         check_output(output, inputs=[prompts])
     rows = read_prompts(prompts, limit)
     backend = as_backend(model, **(backend_options or {}))
-    journal, done = None, {}
-    if resume and output is not None:
-        # candidates finished by an interrupted run (a line cut short by the crash is ignored)
-        jpath = Path(str(output) + ".partial")
-        if jpath.exists():
-            for _n, v in iter_jsonl(jpath):
-                if isinstance(v, dict) and "prompt_id" in v and "candidate" in v:
-                    done[(v["prompt_id"], v["candidate"])] = v
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        journal = JsonlWriter(jpath, mode="a")
-    try:
+    # The journal of candidates (rlaif/journal.py: locked, a torn last line cut off). Its rows are
+    # self-describing, so each is reused only when its model, conversation and sampling match.
+    journal = Journal(output, None) if (resume and output is not None) else None
+    with journal if journal is not None else contextlib.nullcontext():
+        done = {(v["prompt_id"], v["candidate"]): v for v in (journal.done.values() if journal else [])
+                if "prompt_id" in v and "candidate" in v}
         out, summary = run_sync(sample_async(rows, n, backend, max_new_tokens=max_new_tokens, temperature=temperature,
                                              top_p=top_p, seed=seed, concurrency=concurrency, progress=progress,
-                                             done=done, on_row=journal.write if journal else None))
-    finally:
-        if journal:
-            journal.close()
-    if not out:
-        raise RlaifError(f"every one of the {summary.requested} sampling requests failed: "
-                         + ", ".join(f"{k}={v}" for k, v in summary.failed.items()))
-    if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl(output, out)
-        if journal:
-            os.remove(journal.path)      # the output is complete; the journal has done its job
+                                             done=done, on_row=journal.add if journal else None))
+        if not out:
+            raise RlaifError(f"every one of the {summary.requested} sampling requests failed: "
+                             + ", ".join(f"{k}={v}" for k, v in summary.failed.items()))
+        if journal is not None:
+            journal.finish(out)          # the output, atomically; then the journal has done its job
+        elif output is not None:
+            write_jsonl_atomic(output, out)
     return out, summary
