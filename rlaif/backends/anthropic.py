@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import os
 
-from rlaif.backends.base import PerLoopClient, http_error, say_refused, sdk_http_client, sdk_transport, sdk_transport_error
+from rlaif.backends.base import (PerLoopClient, check_base_url, http_error, say_refused, sdk_http_client, sdk_transport,
+                                 sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -47,7 +48,7 @@ class AnthropicBackend:
             raise MissingDependencyError("anthropic", "anthropic", "for anthropic/ judges") from e
         self.name = f"anthropic/{model}"
         self.model = model
-        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.base_url = check_base_url(base_url or os.environ.get("ANTHROPIC_BASE_URL") or None, "anthropic")
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, http_error, logprob_options,
-                                 redact, say_refused, sdk_http_client, sdk_transport, sdk_transport_error)
+from rlaif.backends.base import (MAX_TOP_LOGPROBS, PerLoopClient, chat_completion_params, check_base_url, http_error,
+                                 logprob_options, redact, say_refused, sdk_http_client, sdk_transport,
+                                 sdk_transport_error)
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -57,7 +58,8 @@ class OpenAIBackend:
             raise MissingDependencyError("openai", "openai", "for openai/ judges") from e
         self.name = f"{provider}/{model}"
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
+        self.base_url = check_base_url((base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None,
+                                       provider)
         # Whether to ask for log-probabilities at all: OpenAI and vLLM/llama.cpp return them;
         # pass logprobs=False for a server known not to, so judges go generative up front.
         self.supports_logprobs = bool(logprobs)
