@@ -9,7 +9,8 @@ One request goes through, in order:
 2. in-flight de-duplication: the same request already on its way is awaited, not sent again;
 3. the budget: past `max_cost` every new request fails with code `budget` (finished rows stay);
 4. the rate limits (requests/min, tokens/min, token buckets) and the concurrency semaphore;
-5. the backend call under a per-request timeout, so a stalled connection cannot hang the job;
+5. the backend call under a per-request timeout, so a stalled connection cannot hang the job
+   (not for an in-process backend, `in_process = True`: local generation is bounded by tokens);
 6. retries with exponential backoff and jitter for 429, 5xx, timeouts and broken responses,
    honouring Retry-After (a 429 pauses the whole backend: rate limits are per account); no retry
    for auth or validation errors (400/401/403/404/422), which would fail the same way again; an
@@ -216,6 +217,7 @@ class Engine:
         self._pause_until = 0.0          # monotonic time before which no request is sent (after a 429)
         self.stopped: JobStopped | None = None    # set by the first auth failure: no request is sent after it
         self._warned_wait = False
+        self._in_process = bool(getattr(backend, "in_process", False))
         self._dry_seen: set[str] = set()
         self._dry_hits: set[str] = set()
         self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
@@ -328,8 +330,12 @@ class Engine:
         raise err
 
     async def _attempt(self, messages, params) -> Completion:
-        """One backend call under the timeout; every failure comes out as a BackendError."""
+        """One backend call under the timeout; every failure comes out as a BackendError. An
+        in-process backend (local transformers) gets no wall-clock timeout: its work is bounded by
+        tokens, and a timeout could not stop the computation, only abandon it (see backends/local.py)."""
         try:
+            if self._in_process:
+                return await self.backend.complete(messages, params)
             if _timeout is not None:      # Python >= 3.11: no extra task per request (wait_for makes one)
                 async with _timeout(self.timeout):
                     return await self.backend.complete(messages, params)
@@ -337,7 +343,9 @@ class Engine:
         except BackendError:
             raise
         except asyncio.TimeoutError as e:
-            raise BackendError(f"no answer within {self.timeout:g}s", code="timeout", retryable=True) from e
+            # a CPU-bound in-process timeout is not retried: another attempt would only add load
+            raise BackendError(f"no answer within {self.timeout:g}s", code="timeout",
+                               retryable=not self._in_process) from e
         except json.JSONDecodeError as e:
             raise BackendError(f"broken response: {type(e).__name__}: {e}", code="bad_response", retryable=True) from e
         except ConnectionError as e:       # refused, reset: the server is not there, which is not a timeout
