@@ -219,7 +219,7 @@ def check_candidates(rows: list[dict], lines: list[int], path: str) -> None:
     verdicts: dict[tuple, int] = {}
     rubrics: dict[tuple[str, str], set[str]] = defaultdict(set)
     where: dict[tuple[str, str], int] = {}
-    for row, n in zip(rows, lines):
+    for row, n in zip(rows, lines, strict=True):
         if row.get("id") is not None:
             k = json.dumps(row["id"])
             if k in first:
@@ -233,8 +233,8 @@ def check_candidates(rows: list[dict], lines: list[int], path: str) -> None:
         v = (key, row.get("judge"), row.get("rubric"))
         if v in verdicts:
             raise InputError(path, n, "id" if row.get("id") is not None else None,
-                             f"this candidate was already judged by {row.get('judge')} with {row.get('rubric')} on line "
-                             f"{verdicts[v]}; a row given twice would count twice")
+                             f"this candidate was already judged by {row.get('judge')} with {row.get('rubric')} "
+                             f"on line {verdicts[v]}; a row given twice would count twice")
         verdicts[v] = n
         if row.get("rubric"):
             rubrics[key].add(str(row["rubric"]))

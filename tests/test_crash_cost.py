@@ -66,7 +66,8 @@ def test_sigkill_costs_only_requests_in_flight(tmp_path):
         # ... and only requests in flight at the kill (<= concurrency) would be paid again
         from rlaif.ledger import request_key
         from rlaif.records import GenParams
-        keys = [request_key("fake/x", [{"role": "user", "content": f"row {i}"}], GenParams(max_tokens=4)) for i in written]
+        keys = [request_key("fake/x", [{"role": "user", "content": f"row {i}"}], GenParams(max_tokens=4))
+                for i in written]
         with Ledger(led) as L:
             assert all(k in L for k in keys)
 

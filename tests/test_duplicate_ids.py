@@ -34,7 +34,7 @@ def test_sharded_run_refuses_identical_rows_before_any_call(tmp_path, fake_backe
         calls.append(1)
         return Completion(text="3", option_logprobs={"3": 0.0})
 
-    rows = [{"prompt": "q", "response": "same"}, {"prompt": "q", "response": "other"}, {"prompt": "q", "response": "same"}]
+    rows = [{"prompt": "q", "response": r} for r in ("same", "other", "same")]
     with pytest.raises(InputError, match="same content"):
         judge(rows, "helpfulness", judge=fake_backend(responder=responder), shard="0/2")
     assert calls == []

@@ -10,8 +10,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlaif.errors import InputError, RlaifError
-from rlaif.io import (JsonlWriter, check_unique_ids, dumps, iter_jsonl, numbered_rows, read_json, read_rows,
-                      read_text, read_yaml)
+from rlaif.io import (
+    JsonlWriter,
+    check_unique_ids,
+    dumps,
+    iter_jsonl,
+    numbered_rows,
+    read_json,
+    read_rows,
+    read_text,
+    read_yaml,
+)
 
 
 def _write(tmp_path, name, data: bytes):
@@ -100,7 +109,8 @@ def test_read_json_missing_and_invalid(tmp_path):
 
 def test_duplicate_ids_rejected_before_any_call(tmp_path):
     p = _write(tmp_path, "in.jsonl", b'{"id": 1, "prompt": "a", "response": "b"}\n\n'
-                                     b'{"id": 2, "prompt": "a", "response": "c"}\n{"id": 1, "prompt": "a", "response": "d"}\n')
+                                     b'{"id": 2, "prompt": "a", "response": "c"}\n'
+                                     b'{"id": 1, "prompt": "a", "response": "d"}\n')
     with pytest.raises(InputError) as e:
         read_rows(p)
     assert e.value.line == 4 and e.value.field == "id" and "first on line 1" in str(e.value)

@@ -11,7 +11,6 @@ from collections import Counter
 import pytest
 
 from rlaif.engine import Engine
-from rlaif.errors import BackendError
 from rlaif.records import Completion, GenParams
 
 

@@ -178,7 +178,7 @@ class LocalBackend:
                 res = self._score(msgs, params, txts)
             else:
                 res = self._generate(msgs, params, [seeds[i] for i in keep] if seeds else None, txts, stop)
-            for i, r in zip(keep, res):
+            for i, r in zip(keep, res, strict=True):
                 out[i] = r
         return out
 
