@@ -218,6 +218,8 @@ class Engine:
         self.stopped: JobStopped | None = None    # set by the first auth failure: no request is sent after it
         self._warned_wait = False
         self._in_process = bool(getattr(backend, "in_process", False))
+        self._to_commit: list[tuple[str, str, Completion]] = []
+        self._commit_fut: asyncio.Future | None = None
         self._dry_seen: set[str] = set()
         self._dry_hits: set[str] = set()
         self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
@@ -234,6 +236,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         if self._sem is None or self._loop is not loop:   # semaphores and futures bind to one loop
             self._sem, self._loop, self._inflight = asyncio.Semaphore(self.concurrency), loop, {}
+            self._commit_fut = None
         return self._sem
 
     # -- the one call --------------------------------------------------------------------------
@@ -259,6 +262,11 @@ class Engine:
         self._inflight[key] = fut
         try:
             c = await self._live(sem, messages, params)
+            if self.ledger is not None:
+                # Committed before the answer is handed on (so before its row is written anywhere):
+                # a SIGKILL re-pays only requests in flight. Answers arriving together share one
+                # commit. Still in _inflight meanwhile, so an identical request waits for this one.
+                await self._commit(key, c)
         except BaseException as e:
             if not fut.done():
                 if isinstance(e, asyncio.CancelledError):
@@ -270,9 +278,28 @@ class Engine:
         finally:
             self._inflight.pop(key, None)
         fut.set_result(c)
-        if self.ledger is not None:
-            self.ledger.put(key, self.backend.name, c)
         return c
+
+    async def _commit(self, key: str, c: Completion) -> None:
+        """Group commit: queue the answer; the first waiter of a loop iteration schedules one commit
+        for everything queued by then (call_soon runs it after the callbacks already ready)."""
+        loop = asyncio.get_running_loop()
+        self._to_commit.append((key, self.backend.name, c))
+        if self._commit_fut is None or self._commit_fut.done():
+            self._commit_fut = loop.create_future()
+            loop.call_soon(self._flush_commits, self._commit_fut)
+        await asyncio.shield(self._commit_fut)
+
+    def _flush_commits(self, fut: asyncio.Future) -> None:
+        items, self._to_commit = self._to_commit, []
+        try:
+            self.ledger.put_many(items)
+        except BaseException as e:  # noqa: BLE001 - delivered to every waiter of this commit
+            if not fut.done():
+                fut.set_exception(e)
+            return
+        if not fut.done():
+            fut.set_result(None)
 
     async def _live(self, sem, messages, params) -> Completion:
         est_prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)

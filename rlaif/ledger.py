@@ -21,7 +21,8 @@ the file `RLAIF_LEDGER` names.
 Concurrency: WAL mode, so several shards/processes can read and write the same ledger at once;
 a 30 s busy timeout rides out another writer's commit. Each live answer is committed before the
 engine returns it, hence before its row is written anywhere (the crash-cost guarantee in
-docs/engine.md); a cached re-run writes nothing, so the commits cost it nothing.
+docs/engine.md); answers that arrive in the same event-loop turn share one commit (put_many), and a
+cached re-run writes nothing, so the commits cost it nothing.
 A damaged or non-standard entry reads back as a miss (asked again), never as a crash.
 """
 from __future__ import annotations
@@ -158,6 +159,16 @@ class Ledger:
             due = commit or len(self._pending) >= FLUSH_EVERY
         if due:
             self.flush()
+
+    def put_many(self, items: list[tuple[str, str, Completion]]) -> None:
+        """Record several answers (key, model, completion) in one committed transaction: the engine's
+        group commit (answers that arrive together share one commit)."""
+        with self._lock:
+            for key, model, c in items:
+                self._pending[key] = (key, model, c.text, _dumps(c.option_logprobs), _dumps(c.top_logprobs),
+                                      c.usage.prompt_tokens, c.usage.completion_tokens, c.cost, c.finish_reason,
+                                      time.time())
+        self.flush()
 
     def flush(self) -> None:
         with self._lock:
