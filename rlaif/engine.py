@@ -396,6 +396,20 @@ class Engine:
             waits.append(max(0.0, requests * tokens_each - self.tpm.capacity) / self.tpm.rate)
         return max(waits)
 
+    def announce_expected_wait(self, requests: int, tokens_each: float) -> float:
+        """Say up front on stderr how long the rate limits alone will make a job of `requests`
+        requests of ~`tokens_each` tokens wait, when that is over LONG_WAIT; returns the seconds."""
+        wait = self.expected_wait(requests, tokens_each)
+        if wait > LONG_WAIT:
+            self._warned_wait = True
+            print(f"rlaif: the rate limits ({', '.join(self._limits())}) make {requests} requests of "
+                  f"~{tokens_each:.0f} tokens take at least {_duration(wait)}", file=sys.stderr, flush=True)
+        return wait
+
+    def _limits(self) -> list[str]:
+        return [x for x in (f"--rpm {self.rpm.capacity:g}" if self.rpm else "",
+                            f"--tpm {self.tpm.capacity:g}" if self.tpm else "") if x]
+
     def _check_rates(self, est_tokens: int) -> None:
         """Refuse a request that no --tpm wait can admit; say so once when a wait will be long."""
         if self.tpm and est_tokens > self.tpm.capacity:
@@ -410,8 +424,7 @@ class Engine:
         wait = max(self.rpm.wait_time(1) if self.rpm else 0.0, self.tpm.wait_time(est_tokens) if self.tpm else 0.0)
         if wait > LONG_WAIT:
             self._warned_wait = True
-            limits = ", ".join(x for x in (f"--rpm {self.rpm.capacity:g}" if self.rpm else "",
-                                           f"--tpm {self.tpm.capacity:g}" if self.tpm else "") if x)
+            limits = ", ".join(self._limits())
             per = max(1 / self.rpm.rate if self.rpm else 0.0, est_tokens / self.tpm.rate if self.tpm else 0.0)
             print(f"rlaif: waiting ~{_duration(wait)} for the rate limit ({limits}; a request needs ~{est_tokens} "
                   f"tokens, so each further request waits ~{_duration(per)})", file=sys.stderr, flush=True)

@@ -117,3 +117,11 @@ def test_long_rate_limit_wait_is_announced(fake_backend, capsys):
     assert "waiting ~60 s for the rate limit (--rpm 1" in capsys.readouterr().err
     assert eng.expected_wait(3, 100) == pytest.approx(120.0)
     assert Engine(fake_backend(), tpm=1000).expected_wait(10, 250) == pytest.approx(90.0)
+
+
+def test_expected_wait_is_said_up_front(fake_backend, capsys):
+    eng = Engine(fake_backend(), tpm=1000)
+    assert eng.announce_expected_wait(3, 900) == pytest.approx(102.0)
+    assert "make 3 requests of ~900 tokens take at least 2 min" in capsys.readouterr().err
+    assert Engine(fake_backend(), tpm=100_000).announce_expected_wait(3, 900) == 0.0
+    assert capsys.readouterr().err == ""
