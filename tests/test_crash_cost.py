@@ -39,8 +39,11 @@ KILLER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         await asyncio.gather(*(one(i) for i in range(400)))
 
-    async def _answer(m, p):
+    calls = open(sys.argv[5], "a")
+
+    async def _answer(m, p):                 # the provider: records every request it is paid for
         from rlaif.records import Completion
+        calls.write(m[0]["content"] + "\\n"); calls.flush()
         await asyncio.sleep(0.001)
         return Completion(text="4")
 
@@ -49,27 +52,30 @@ KILLER = textwrap.dedent("""
 
 
 def test_sigkill_costs_only_requests_in_flight(tmp_path):
-    led, rows = tmp_path / "l.sqlite", tmp_path / "rows.jsonl"
+    """Measured: after a SIGKILL, the requests paid for but not in the ledger (so paid again by the
+    re-run) are at most the concurrency (8 here), and none of them had its row written."""
+    from rlaif.ledger import request_key
+    from rlaif.records import GenParams
+
+    led, rows, calls = tmp_path / "l.sqlite", tmp_path / "rows.jsonl", tmp_path / "calls.txt"
+    concurrency = 8
     for kill_after in (7, 45, 130):
-        led.unlink(missing_ok=True)
-        rows.unlink(missing_ok=True)
-        p = subprocess.run([sys.executable, "-c", KILLER, str(led), str(rows), str(kill_after), "8"],
-                           capture_output=True, text=True, timeout=120)
+        for f in (led, rows, calls):
+            f.unlink(missing_ok=True)
+        p = subprocess.run([sys.executable, "-c", KILLER, str(led), str(rows), str(kill_after), str(concurrency),
+                            str(calls)], capture_output=True, text=True, timeout=120)
         assert p.returncode == -9, p.stderr
         written = [json.loads(x)["i"] for x in rows.read_text().splitlines()]
         assert len(written) == kill_after
-        db = sqlite3.connect(str(led))
-        stored = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        db.close()
-        # every answer whose row was written is in the ledger (on a buffered ledger up to 31 were not)
-        assert stored >= len(written), (kill_after, stored, len(written))
-        # ... and only requests in flight at the kill (<= concurrency) would be paid again
-        from rlaif.ledger import request_key
-        from rlaif.records import GenParams
-        keys = [request_key("fake/x", [{"role": "user", "content": f"row {i}"}], GenParams(max_tokens=4))
-                for i in written]
+        paid = set(calls.read_text().splitlines())
+        key = {f"row {i}": request_key("fake/x", [{"role": "user", "content": f"row {i}"}], GenParams(max_tokens=4))
+               for i in range(400)}
         with Ledger(led) as L:
-            assert all(k in L for k in keys)
+            paid_again = {c for c in paid if key[c] not in L}
+            # every answer whose row was written is in the ledger (a buffered ledger lost up to 31)
+            assert all(key[f"row {i}"] in L for i in written)
+        assert not paid_again & {f"row {i}" for i in written}
+        assert len(paid_again) <= concurrency, (kill_after, len(paid_again))
 
 
 def test_non_finite_verdict_is_never_stored():
