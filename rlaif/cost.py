@@ -43,18 +43,14 @@ class Price:
 
 def load_price_file(path: str | Path) -> dict[str, Price]:
     """A user's price table: {model: {input: USD per 1M tokens, output: USD per 1M tokens}}."""
-    import yaml
+    from rlaif.errors import InputError
+    from rlaif.io import read_json, read_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([Problem(str(path), f"cannot read price file: {e.strerror}")], str(path)) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError([Problem(str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}")],
-                          str(path)) from None
+    try:      # the one reader: UTF-8, BOM, folders, NaN, duplicate keys
+        data = read_json(path) if path.suffix == ".json" else read_yaml(path)
+    except InputError as e:
+        raise ConfigError([Problem(str(path), f"cannot use the price file: {e}")], str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "expected a mapping of model name -> {input, output}")], str(path))
     problems, out = [], {}

@@ -9,10 +9,12 @@ One request goes through, in order:
 2. in-flight de-duplication: the same request already on its way is awaited, not sent again;
 3. the budget: past `max_cost` every new request fails with code `budget` (finished rows stay);
 4. the rate limits (requests/min, tokens/min, token buckets) and the concurrency semaphore;
-5. the backend call under a per-request timeout, so a stalled connection cannot hang the job;
+5. the backend call under a per-request timeout, so a stalled connection cannot hang the job
+   (not for an in-process backend, `in_process = True`: local generation is bounded by tokens);
 6. retries with exponential backoff and jitter for 429, 5xx, timeouts and broken responses,
    honouring Retry-After (a 429 pauses the whole backend: rate limits are per account); no retry
-   for auth or validation errors (400/401/403/404/422), which would fail the same way again;
+   for auth or validation errors (400/401/403/404/422), which would fail the same way again; an
+   auth failure (401/403) stops the whole job (JobStopped): no later request is sent;
 7. the answer's cost (rlaif.cost prices) is added to the run's totals and it is written to the ledger.
 
 `run_sync(coro)` runs a coroutine from plain code *and* from inside a running event loop
@@ -24,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,7 +36,7 @@ from typing import TypeVar
 
 from rlaif.backends.base import Backend
 from rlaif.cost import Price, count_tokens, price_for
-from rlaif.errors import BackendError, RlaifError
+from rlaif.errors import BackendError, JobStopped, RlaifError
 from rlaif.ledger import Ledger, request_key
 from rlaif.records import Completion, GenParams, Message, Usage
 
@@ -41,6 +44,10 @@ T = TypeVar("T")
 _timeout = getattr(asyncio, "timeout", None)
 
 NEVER_RETRY = {400, 401, 403, 404, 413, 422}     # auth / validation: the same request fails the same way
+# Failures every later request of the job would repeat: the first one stops the job (JobStopped).
+STOP_STATUS = {401, 403}                         # the key is wrong, revoked, or lacks access
+STOP_CODES = {"missing_api_key", "authentication_error", "permission_error", "invalid_api_key"}
+LONG_WAIT = 30.0          # s: a rate-limit wait longer than this is announced on stderr, with its cause
 RETRY_STATUS = {408, 409, 425, 429}              # plus every 5xx
 DEFAULT_TIMEOUT = 60.0    # s per attempt: judge replies are <= 512 tokens; a healthy API answers well within this
 DEFAULT_RETRIES = 6       # with 1 s base doubling to a 60 s cap: ~2 minutes of patience per request
@@ -209,6 +216,11 @@ class Engine:
         self._loop = None
         self._inflight: dict[str, asyncio.Future] = {}
         self._pause_until = 0.0          # monotonic time before which no request is sent (after a 429)
+        self.stopped: JobStopped | None = None    # set by the first auth failure: no request is sent after it
+        self._warned_wait = False
+        self._in_process = bool(getattr(backend, "in_process", False))
+        self._to_commit: list[tuple[str, str, Completion]] = []
+        self._commit_fut: asyncio.Future | None = None
         self._dry_seen: set[str] = set()
         self._dry_hits: set[str] = set()
         self.pending: list[tuple[str, list[Message], GenParams]] = []   # dry run: uncached requests (--batch)
@@ -221,6 +233,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         if self._sem is None or self._loop is not loop:   # semaphores and futures bind to one loop
             self._sem, self._loop, self._inflight = asyncio.Semaphore(self.concurrency), loop, {}
+            self._commit_fut = None
         return self._sem
 
     # -- the one call --------------------------------------------------------------------------
@@ -237,6 +250,8 @@ class Engine:
                 self.stats.cached += 1
                 self.stats.saved += hit.cost or 0.0
                 return hit
+        if self.stopped is not None:          # an earlier request showed the job cannot succeed: send nothing
+            raise self.stopped
         fut = self._inflight.get(key)
         if fut is not None:                   # the same request is already on its way: share its answer
             return await asyncio.shield(fut)
@@ -244,6 +259,11 @@ class Engine:
         self._inflight[key] = fut
         try:
             c = await self._live(sem, messages, params)
+            if self.ledger is not None:
+                # Committed before the answer is handed on (so before its row is written anywhere):
+                # a SIGKILL re-pays only requests in flight. Answers arriving together share one
+                # commit. Still in _inflight meanwhile, so an identical request waits for this one.
+                await self._commit(key, c)
         except BaseException as e:
             if not fut.done():
                 if isinstance(e, asyncio.CancelledError):
@@ -255,9 +275,28 @@ class Engine:
         finally:
             self._inflight.pop(key, None)
         fut.set_result(c)
-        if self.ledger is not None:
-            self.ledger.put(key, self.backend.name, c)
         return c
+
+    async def _commit(self, key: str, c: Completion) -> None:
+        """Group commit: queue the answer; the first waiter of a loop iteration schedules one commit
+        for everything queued by then (call_soon runs it after the callbacks already ready)."""
+        loop = asyncio.get_running_loop()
+        self._to_commit.append((key, self.backend.name, c))
+        if self._commit_fut is None or self._commit_fut.done():
+            self._commit_fut = loop.create_future()
+            loop.call_soon(self._flush_commits, self._commit_fut)
+        await asyncio.shield(self._commit_fut)
+
+    def _flush_commits(self, fut: asyncio.Future) -> None:
+        items, self._to_commit = self._to_commit, []
+        try:
+            self.ledger.put_many(items)
+        except BaseException as e:  # noqa: BLE001 - delivered to every waiter of this commit
+            if not fut.done():
+                fut.set_exception(e)
+            return
+        if not fut.done():
+            fut.set_result(None)
 
     async def _live(self, sem, messages, params) -> Completion:
         est_prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
@@ -269,6 +308,8 @@ class Engine:
             self._check_budget(reserve)
             if (pause := self._pause_until - time.monotonic()) > 0:
                 await asyncio.sleep(pause)
+            if attempt == 0:
+                self._check_rates(est_tokens)
             if self.rpm:
                 await self.rpm.acquire(1)
             if self.tpm:
@@ -303,11 +344,22 @@ class Engine:
             await asyncio.sleep(delay)
         assert err is not None
         self.stats.failed[f"api_error:{err.status}" if err.status else err.code] += 1
+        if err.status in STOP_STATUS or err.code in STOP_CODES:
+            if self.stopped is None:
+                self.stopped = JobStopped(
+                    f"{self.backend.name} rejected the request's credentials ({err}); every other request would "
+                    "fail the same way, so the job stopped and sent no more. Fix the API key (or its access) and "
+                    "run the same command again: rows already finished are kept.", err)
+            raise self.stopped
         raise err
 
     async def _attempt(self, messages, params) -> Completion:
-        """One backend call under the timeout; every failure comes out as a BackendError."""
+        """One backend call under the timeout; every failure comes out as a BackendError. An
+        in-process backend (local transformers) gets no wall-clock timeout: its work is bounded by
+        tokens, and a timeout could not stop the computation, only abandon it (see backends/local.py)."""
         try:
+            if self._in_process:
+                return await self.backend.complete(messages, params)
             if _timeout is not None:      # Python >= 3.11: no extra task per request (wait_for makes one)
                 async with _timeout(self.timeout):
                     return await self.backend.complete(messages, params)
@@ -315,9 +367,13 @@ class Engine:
         except BackendError:
             raise
         except asyncio.TimeoutError as e:
-            raise BackendError(f"no answer within {self.timeout:g}s", code="timeout", retryable=True) from e
-        except (json.JSONDecodeError, ConnectionError) as e:
-            raise BackendError(f"broken response or connection: {type(e).__name__}: {e}", code="bad_response",
+            # a CPU-bound in-process timeout is not retried: another attempt would only add load
+            raise BackendError(f"no answer within {self.timeout:g}s", code="timeout",
+                               retryable=not self._in_process) from e
+        except json.JSONDecodeError as e:
+            raise BackendError(f"broken response: {type(e).__name__}: {e}", code="bad_response", retryable=True) from e
+        except ConnectionError as e:       # refused, reset: the server is not there, which is not a timeout
+            raise BackendError(f"connection failed: {type(e).__name__}: {e}", code="connection_error",
                                retryable=True) from e
         except Exception as e:
             import httpx
@@ -326,6 +382,49 @@ class Engine:
                 raise BackendError(f"connection failed: {type(e).__name__}: {e}", code="connection_error",
                                    retryable=True) from e
             raise BackendError(f"{type(e).__name__}: {e}", code="backend_error") from e
+
+    def expected_wait(self, requests: int, tokens_each: float) -> float:
+        """Seconds the rate limits alone make `requests` requests of ~`tokens_each` tokens take (from
+        full buckets): what a job will wait, whatever the concurrency. 0 without limits."""
+        waits = [0.0]
+        if self.rpm:
+            waits.append(max(0.0, requests - self.rpm.capacity) / self.rpm.rate)
+        if self.tpm:
+            waits.append(max(0.0, requests * tokens_each - self.tpm.capacity) / self.tpm.rate)
+        return max(waits)
+
+    def announce_expected_wait(self, requests: int, tokens_each: float) -> float:
+        """Say up front on stderr how long the rate limits alone will make a job of `requests`
+        requests of ~`tokens_each` tokens wait, when that is over LONG_WAIT; returns the seconds."""
+        wait = self.expected_wait(requests, tokens_each)
+        if wait > LONG_WAIT:
+            self._warned_wait = True
+            print(f"rlaif: the rate limits ({', '.join(self._limits())}) make {requests} requests of "
+                  f"~{tokens_each:.0f} tokens take at least {_duration(wait)}", file=sys.stderr, flush=True)
+        return wait
+
+    def _limits(self) -> list[str]:
+        return [x for x in (f"--rpm {self.rpm.capacity:g}" if self.rpm else "",
+                            f"--tpm {self.tpm.capacity:g}" if self.tpm else "") if x]
+
+    def _check_rates(self, est_tokens: int) -> None:
+        """Refuse a request that no --tpm wait can admit; say so once when a wait will be long."""
+        if self.tpm and est_tokens > self.tpm.capacity:
+            if self.stopped is None:
+                self.stopped = JobStopped(
+                    f"--tpm {self.tpm.capacity:g} is smaller than one request (~{est_tokens} tokens: prompt plus "
+                    f"max_tokens): each request would wait ~{_duration(est_tokens / self.tpm.rate)}. Raise --tpm "
+                    "to your account's real tokens-per-minute limit (it is per minute, not per second).")
+            raise self.stopped
+        if self._warned_wait:
+            return
+        wait = max(self.rpm.wait_time(1) if self.rpm else 0.0, self.tpm.wait_time(est_tokens) if self.tpm else 0.0)
+        if wait > LONG_WAIT:
+            self._warned_wait = True
+            limits = ", ".join(self._limits())
+            per = max(1 / self.rpm.rate if self.rpm else 0.0, est_tokens / self.tpm.rate if self.tpm else 0.0)
+            print(f"rlaif: waiting ~{_duration(wait)} for the rate limit ({limits}; a request needs ~{est_tokens} "
+                  f"tokens, so each further request waits ~{_duration(per)})", file=sys.stderr, flush=True)
 
     def _check_budget(self, reserve: float) -> None:
         if self.budget is not None:
@@ -373,6 +472,15 @@ class Engine:
         e.max_completion_tokens += (params.max_tokens or 0) + self._extra_out
         e.cost = self.price.cost(e.prompt_tokens, e.max_completion_tokens) if self.price else None
         return Completion(text="", usage=Usage())
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '12 min', '1 h 45 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
 def _messages_hash(messages: list[Message]) -> str:

@@ -60,6 +60,17 @@ class BackendError(RlaifError):
         self.code, self.status, self.retry_after, self.retryable = code, status, retry_after, retryable
 
 
+class JobStopped(RlaifError):
+    """A failure that every later request would repeat (the provider rejected the credentials): the
+    engine stops the whole job instead of sending, and paying for, each remaining row. Deliberately
+    not a BackendError, so it is not turned into one unscored row: it ends the run (CLI exit 2);
+    rows finished before it are kept in OUT.partial and resume after the fix."""
+
+    def __init__(self, message: str, cause: BackendError | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
 class MissingDependencyError(RlaifError):
     """An optional package is not installed; the message says what to pip install."""
 

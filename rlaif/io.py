@@ -4,16 +4,30 @@ Bad input gets an error naming the file, the line and the field, before any work
 typo at row 9,000 doesn't cost 9,000 paid judgments. `skip_invalid=True` collects those errors
 instead and lets the rest through. Output lines are written whole and flushed one at a time, so
 whatever was written before a crash stays a valid JSONL prefix.
+
+One reader for every file rlaif takes (JSONL rows, gold sets, partial files, JSON results and
+metrics, YAML rubrics and configs): `iter_jsonl`, `read_text`, `read_json`, `read_yaml`. Each one
+handles, in this one place: a missing file or a folder given as a file; bytes that are not UTF-8
+(the error names line and column); a UTF-8 byte order mark (dropped); lone UTF-16 surrogates
+(`"\\ud800"`, valid JSON but not text: an error naming the field); NaN/Infinity and numbers that
+overflow a float (not standard JSON: an error naming the field); a YAML key given twice (an error,
+where PyYAML would keep the last value). The one writer policy (`dumps`): standard JSON only,
+so a non-finite number is never written (see `dumps`).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
-from rlaif.errors import InputError
+from rlaif.errors import InputError, RlaifError
+
+BOM = b"\xef\xbb\xbf"      # a UTF-8 byte order mark (Windows editors write one): not part of the data
 
 # The fields each judging mode needs from a row, and their types.
 MODE_FIELDS = {
@@ -64,19 +78,168 @@ def check_row(row, path: str, line: int, mode: str, needs_reference: bool = Fals
         raise InputError(path, line, "reference", f"expected str, got {type(row['reference']).__name__}")
 
 
-def iter_jsonl(path: str | Path) -> Iterable[tuple[int, object]]:
-    """(line number, parsed value) for each non-blank line; InputError on invalid JSON."""
-    path = str(path)
+def _check_path(path: str) -> None:
+    """A clear InputError for a path that is not a readable file (missing, a folder, unreadable)."""
     if not os.path.exists(path):
         raise InputError(path, None, None, "file not found")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    if os.path.isdir(path):
+        raise InputError(path, None, None, "is a folder, not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, None, None, "cannot be read (permission denied)")
+
+
+def _decode(raw: bytes, path: str, line: int | None) -> str:
+    """UTF-8 text of `raw`; InputError naming the line and column of the first invalid byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = raw[:e.start]
+        ln = (line or 1) + before.count(b"\n")
+        col = e.start - (before.rfind(b"\n") + 1) + 1
+        raise InputError(path, ln, None, f"not UTF-8 text: invalid byte 0x{raw[e.start]:02x} at column {col} "
+                                         "(re-save the file as UTF-8)") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(name)
+
+
+def _find_bad(value, where: str = ""):
+    """(field, what) of the first string with a lone surrogate or number that is not finite, else None."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return where, "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, f"{value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and _SURROGATE.search(k):
+                return (where + "." if where else "") + repr(k), "key contains a lone UTF-16 surrogate"
+            hit = _find_bad(v, f"{where}.{k}" if where else str(k))
+            if hit:
+                return hit
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            hit = _find_bad(v, f"{where}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A line that may hold a lone surrogate (an escape in the D800-DFFF range) or a number too large
+# for a float (1e999 parses as inf): only such lines are walked, so ordinary rows cost nothing more.
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[eE]\+?\d{3}|\d{309}")
+
+
+def loads(text: str, path: str, line: int | None = None):
+    """Parse one JSON value strictly: NaN/Infinity (Python's non-standard extension), numbers that
+    overflow a float and lone surrogates are InputErrors naming the field, not values that crash
+    a later stage or get written back as invalid JSON."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise InputError(path, line if line is not None else e.lineno, None,
+                         f"invalid JSON: {e.msg} (column {e.colno})") from None
+    except ValueError as e:        # NaN, Infinity, -Infinity
+        raise InputError(path, line, None, f"{e} is not valid JSON (standard JSON has no NaN or Infinity; "
+                                           "write null)") from None
+    if _SUSPECT.search(text):
+        hit = _find_bad(value)
+        if hit:
+            raise InputError(path, line, hit[0] or None, hit[1])
+    return value
+
+
+def iter_jsonl(path: str | Path) -> Iterable[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line; an InputError in place of the value for
+    a line that is not valid UTF-8 JSON (so `skip_invalid` can skip just that line). A UTF-8 byte
+    order mark is ignored; a missing file or a folder raises at once."""
+    path = str(path)
+    _check_path(path)
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            if not raw.strip():
                 continue
             try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield n, InputError(path, n, None, f"invalid JSON: {e.msg} (column {e.colno})")
+                yield n, loads(_decode(raw, path, n), path, n)
+            except InputError as e:
+                yield n, e
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a file rlaif reads (JSON, YAML, ...): UTF-8, byte order mark dropped;
+    InputError for a missing file, a folder, or bytes that are not UTF-8 (naming line and column)."""
+    path = str(path)
+    _check_path(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(BOM):
+        raw = raw[len(BOM):]
+    return _decode(raw, path, None)
+
+
+def read_json(path: str | Path):
+    """One JSON document (a result, metrics or state file, an example row), read like every other
+    input: see read_text and loads."""
+    path = str(path)
+    return loads(read_text(path), path)
+
+
+def read_yaml(path: str | Path):
+    """One YAML document, read like every other input; a key given twice in one mapping is an error."""
+    path = str(path)
+    return parse_yaml(read_text(path), path)
+
+
+def parse_yaml(text: str, source: str):
+    """YAML text -> data with the safe loader. A duplicate key (which PyYAML silently resolves to the
+    last value) and invalid YAML are InputErrors naming the line."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())
+    except _DuplicateKey as e:
+        raise InputError(source, e.line, e.key, f"key given twice (first on line {e.first}); "
+                                                "YAML would silently keep only the last one") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(source, mark.line + 1 if mark else None, None,
+                         f"invalid YAML: {getattr(e, 'problem', None) or e}") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+@lru_cache(maxsize=1)
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue                # the base class reports unhashable keys
+                if key in seen:
+                    raise _DuplicateKey(str(key), key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                    UniqueKeyLoader.construct_mapping)
+    return UniqueKeyLoader
 
 
 def numbered_rows(path: str | Path) -> list[tuple[int, object]]:
@@ -90,10 +253,15 @@ def numbered_rows(path: str | Path) -> list[tuple[int, object]]:
 
 
 def read_rows(path: str | Path, mode: str | None = None, *, needs_reference: bool = False,
-              skip_invalid: bool = False) -> tuple[ReadResult, str]:
-    """Read and validate every row. Returns (result, mode); mode is inferred from the first valid row."""
+              skip_invalid: bool = False, unique_ids: bool = True) -> tuple[ReadResult, str]:
+    """Read and validate every row. Returns (result, mode); mode is inferred from the first valid row.
+
+    Two rows with the same `id` are an error naming both lines (with `skip_invalid`, the later one is
+    skipped), raised here, before any judging call: downstream, `pairs` and `merge` key rows by id,
+    so a duplicate would silently merge two different responses or fail after every shard was paid."""
     path = str(path)
     result = ReadResult([], [])
+    first_line: dict[str, int] = {}
     seen_any = False
     for n, value in iter_jsonl(path):
         seen_any = True
@@ -102,6 +270,11 @@ def read_rows(path: str | Path, mode: str | None = None, *, needs_reference: boo
                 raise value
             m = mode or (infer_mode(value) if isinstance(value, dict) else "absolute")
             check_row(value, path, n, m, needs_reference)
+            if unique_ids and value.get("id") is not None:
+                key = json.dumps(value["id"])
+                if key in first_line:
+                    raise duplicate_id(path, n, value["id"], first_line[key])
+                first_line[key] = n
             mode = m
             result.rows.append(value)
             result.lines.append(n)
@@ -116,6 +289,36 @@ def read_rows(path: str | Path, mode: str | None = None, *, needs_reference: boo
     return result, mode or "absolute"
 
 
+def duplicate_id(path: str, line: int | None, value, first: int | str) -> InputError:
+    """The one error for an id given twice (judge input, pairs, merge)."""
+    return InputError(path, line, "id", f"duplicate id {value!r} (first on line {first}); ids must be unique "
+                                        "(give each row its own id, or drop the field)")
+
+
+def check_unique_ids(rows: list, lines: list[int] | None = None, path: str = "<rows>") -> None:
+    """InputError naming both lines if two rows share an `id` (for rows given as a list)."""
+    first: dict[str, int] = {}
+    for k, row in enumerate(rows):
+        if isinstance(row, dict) and row.get("id") is not None:
+            key, n = json.dumps(row["id"]), lines[k] if lines else k + 1
+            if key in first:
+                raise duplicate_id(path, n, row["id"], first[key])
+            first[key] = n
+
+
+def dumps(row, where: str = "output row") -> str:
+    """The one JSON writer policy: standard JSON only. Python's json writes NaN and Infinity as bare
+    tokens most JSON readers reject; rlaif refuses to write them (RlaifError naming the field) instead
+    of passing invalid data on. Inputs never carry them in (see loads), so this fires only on a bug."""
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False)
+    except ValueError as e:
+        hit = _find_bad(row)
+        raise RlaifError(f"refusing to write {where} with a non-finite number"
+                         + (f" in field '{hit[0]}'" if hit else "") + f" (standard JSON has no NaN/Infinity): {e}"
+                         ) from None
+
+
 class JsonlWriter:
     """Append JSON lines, each written whole and flushed, so a crash leaves a valid prefix."""
 
@@ -126,7 +329,7 @@ class JsonlWriter:
         self._f = open(self.path, mode, encoding="utf-8")
 
     def write(self, row: dict) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.write(dumps(row) + "\n")
         self._f.flush()
 
     def close(self) -> None:

@@ -19,8 +19,11 @@ put an API key in those.
 Where: `<cache_dir>/ledger.sqlite` (`RLAIF_CACHE_DIR` moves it; see rlaif.models.cache_dir()), or
 the file `RLAIF_LEDGER` names.
 Concurrency: WAL mode, so several shards/processes can read and write the same ledger at once;
-a 30 s busy timeout rides out another writer's commit. Writes are buffered and committed in
-small groups (see FLUSH_EVERY) because one commit per row dominates a cached re-run.
+a 30 s busy timeout rides out another writer's commit. Each live answer is committed before the
+engine returns it, hence before its row is written anywhere (the crash-cost guarantee in
+docs/engine.md); answers that arrive in the same event-loop turn share one commit (put_many), and a
+cached re-run writes nothing, so the commits cost it nothing.
+A damaged or non-standard entry reads back as a miss (asked again), never as a crash.
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ from pathlib import Path
 
 from rlaif.records import Completion, GenParams, Message, Usage
 
-# Commit after this many buffered answers or this many seconds, whichever comes first. Small
-# enough that a SIGKILL loses at most a handful of (re-askable) answers, large enough that a
-# 1,000 answers/s run does not spend its time in commits.
+# put(commit=False) (bulk imports only) commits after this many buffered answers. A live answer
+# is committed at once: in WAL mode with synchronous=NORMAL a commit is a write to the WAL, no
+# fsync (~20-50 us), so a 1,000 answers/s run spends a few percent of one core on it; in exchange
+# a SIGKILL never costs an answer that was already received.
 FLUSH_EVERY = 32
-FLUSH_SECONDS = 0.5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -105,7 +108,6 @@ class Ledger:
                 time.sleep(0.05)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple] = {}
-        self._last_flush = time.monotonic()
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> Completion | None:
@@ -122,15 +124,16 @@ class Ledger:
         out: dict[str, Completion] = {}
         with self._lock:
             for k in keys:
-                if k in self._pending:
-                    out[k] = _to_completion(self._pending[k][1:])
+                if k in self._pending and (pc := _to_completion(self._pending[k][1:])) is not None:
+                    out[k] = pc
             rest = [k for k in keys if k not in out]
             for i in range(0, len(rest), 500):
                 chunk = rest[i:i + 500]
                 q = ("SELECT key, model, text, option_logprobs, top_logprobs, prompt_tokens, completion_tokens, "
                      f"cost, finish_reason FROM responses WHERE key IN ({','.join('?' * len(chunk))})")
                 for row in self._db.execute(q, chunk):
-                    out[row[0]] = _to_completion(row[1:])
+                    if (c := _to_completion(row[1:])) is not None:
+                        out[row[0]] = c
         return out
 
     def __contains__(self, key: str) -> bool:
@@ -144,15 +147,28 @@ class Ledger:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     # -- writes --------------------------------------------------------------------------------
-    def put(self, key: str, model: str, c: Completion) -> None:
-        """Record a successful answer. Buffered; committed every FLUSH_EVERY answers / FLUSH_SECONDS."""
+    def put(self, key: str, model: str, c: Completion, *, commit: bool = True) -> None:
+        """Record a successful answer. Committed before this returns (the engine hands the answer on
+        only after that, so an answer whose row reached the output is always in the ledger: after a
+        SIGKILL only requests still in flight are paid again). `commit=False` buffers it until
+        flush() or FLUSH_EVERY buffered answers (bulk imports, e.g. a batch API's results)."""
         row = (key, model, c.text, _dumps(c.option_logprobs), _dumps(c.top_logprobs), c.usage.prompt_tokens,
                c.usage.completion_tokens, c.cost, c.finish_reason, time.time())
         with self._lock:
             self._pending[key] = row
-            due = len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_SECONDS
+            due = commit or len(self._pending) >= FLUSH_EVERY
         if due:
             self.flush()
+
+    def put_many(self, items: list[tuple[str, str, Completion]]) -> None:
+        """Record several answers (key, model, completion) in one committed transaction: the engine's
+        group commit (answers that arrive together share one commit)."""
+        with self._lock:
+            for key, model, c in items:
+                self._pending[key] = (key, model, c.text, _dumps(c.option_logprobs), _dumps(c.top_logprobs),
+                                      c.usage.prompt_tokens, c.usage.completion_tokens, c.cost, c.finish_reason,
+                                      time.time())
+        self.flush()
 
     def flush(self) -> None:
         with self._lock:
@@ -166,7 +182,6 @@ class Ledger:
                     self._db.execute("ROLLBACK")
                     raise
                 self._pending.clear()
-            self._last_flush = time.monotonic()
 
     # -- verdicts: finished output rows, so a fully answered re-run skips rendering too ------------
     def get_verdicts(self, keys: list[str]) -> dict[str, dict]:
@@ -176,7 +191,9 @@ class Ledger:
                 chunk = keys[i:i + 500]
                 q = f"SELECT key, row FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})"
                 for k, row in self._db.execute(q, chunk):
-                    out[k] = json.loads(row)
+                    v = _load_entry(row)
+                    if isinstance(v, dict):         # a bad entry is a miss (judged again), not a crash
+                        out[k] = v
         return out
 
     def put_verdicts(self, items: list[tuple[str, dict]]) -> None:
@@ -184,11 +201,16 @@ class Ledger:
         if not items:
             return
         now = time.time()
+        rows = []
+        for k, r in items:
+            try:   # standard JSON only: a verdict with NaN/inf in it is not kept (it would come back as one)
+                rows.append((k, json.dumps(r, ensure_ascii=False, allow_nan=False), now))
+            except ValueError:
+                continue
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)",
-                                     [(k, json.dumps(r, ensure_ascii=False), now) for k, r in items])
+                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -209,8 +231,28 @@ def _dumps(v) -> str | None:
     return None if v is None else json.dumps(v, separators=(",", ":"))
 
 
-def _to_completion(row) -> Completion:
+def _reject_nan(name: str):
+    raise ValueError(name)
+
+
+def _load_entry(blob):
+    """A stored verdict row, or None when it cannot be read back as standard JSON (written by an
+    older version, or damaged): one bad entry must not crash every later run."""
+    try:
+        return json.loads(blob, parse_constant=_reject_nan)
+    except (ValueError, TypeError):
+        return None
+
+
+def _to_completion(row) -> Completion | None:
+    """The stored answer, or None (a miss: asked again) for an entry that cannot be read."""
     _model, text, olp, tlp, pt, ct, cost, finish = row[:8]
-    return Completion(text=text, option_logprobs=json.loads(olp) if olp else None,
-                      top_logprobs=json.loads(tlp) if tlp else None, usage=Usage(pt, ct), cost=cost,
-                      finish_reason=finish, cached=True)
+    try:     # log-probabilities may be -inf (an impossible option): allowed here, unlike in verdicts
+        option_logprobs = json.loads(olp) if olp else None
+        top_logprobs = json.loads(tlp) if tlp else None
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(text, str):
+        return None
+    return Completion(text=text, option_logprobs=option_logprobs, top_logprobs=top_logprobs,
+                      usage=Usage(pt or 0, ct or 0), cost=cost, finish_reason=finish, cached=True)

@@ -37,6 +37,7 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 from rlaif.errors import InputError, RlaifError
@@ -191,7 +192,62 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         _check(row, path, n, m)
         rows.append(row)
         lines.append(n)
+    if mode == "absolute":
+        check_candidates(rows, lines, path)
     return rows, lines, mode, path
+
+
+def _candidate_key(row: dict) -> tuple[str, str]:
+    """(prompt id, candidate id) of an absolute judged row: the rows of one candidate share it."""
+    pm = prompt_messages(row)
+    pid = (str(row["prompt_id"]) if row.get("prompt_id") is not None else   # else: the prompt's content hash
+           "p" + hashlib.sha256(json.dumps(pm, sort_keys=True).encode()).hexdigest()[:12])
+    cid = str(row["id"]) if row.get("id") is not None else (
+        f"{pid}-{row['candidate']}" if row.get("candidate") is not None else row["response"])
+    return pid, cid
+
+
+def check_candidates(rows: list[dict], lines: list[int], path: str) -> None:
+    """Refuse absolute judged rows that would make wrong pairs (issue 15, defects 4 and 5):
+    - two rows with one id but different prompt or response text (a duplicate id: one text would be
+      dropped and the two scores averaged);
+    - one candidate judged twice by the same judge with the same rubric (a duplicated row);
+    - candidates judged with different rubrics (a helpfulness 4.8 is not better than a conciseness
+      1.2): every candidate must carry the same rubric(s), e.g. one `rlaif judge` run, or one jury.
+    Several rows per candidate from *different* judges (a jury written to one file) are fine."""
+    first: dict[str, tuple[int, dict]] = {}
+    verdicts: dict[tuple, int] = {}
+    rubrics: dict[tuple[str, str], set[str]] = defaultdict(set)
+    where: dict[tuple[str, str], int] = {}
+    for row, n in zip(rows, lines, strict=True):
+        if row.get("id") is not None:
+            k = json.dumps(row["id"])
+            if k in first:
+                n0, r0 = first[k]
+                if r0["response"] != row["response"] or prompt_messages(r0) != prompt_messages(row):
+                    raise InputError(path, n, "id", f"duplicate id {row['id']!r}: line {n0} has the same id with a "
+                                                    "different prompt or response; ids must be unique per candidate")
+            else:
+                first[k] = (n, row)
+        key = _candidate_key(row)
+        v = (key, row.get("judge"), row.get("rubric"))
+        if v in verdicts:
+            raise InputError(path, n, "id" if row.get("id") is not None else None,
+                             f"this candidate was already judged by {row.get('judge')} with {row.get('rubric')} "
+                             f"on line {verdicts[v]}; a row given twice would count twice")
+        verdicts[v] = n
+        if row.get("rubric"):
+            rubrics[key].add(str(row["rubric"]))
+            where.setdefault(key, n)
+    ordered = sorted(rubrics, key=where.__getitem__)
+    ka = ordered[0] if ordered else None
+    kb = next((k for k in ordered if rubrics[k] != rubrics[ka]), None)
+    if kb is not None:
+        a, b = rubrics[ka], rubrics[kb]
+        raise InputError(path, where[kb], "rubric",
+                         f"judged with {', '.join(sorted(b))} but line {where[ka]} with {', '.join(sorted(a))}: scores "
+                         "of different rubrics (or rubric versions) are not comparable, so no pair may mix them; "
+                         "build pairs from rows judged with one rubric (split the file by its `rubric` field)")
 
 
 def prompt_messages(row: dict) -> list[dict]:
@@ -284,12 +340,8 @@ def _merge_candidates(rows: list[dict]) -> dict[str, tuple[list[dict], list[Cand
     groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     prompts: dict[str, list[dict]] = {}
     for row in rows:
-        pm = prompt_messages(row)
-        pid = (str(row["prompt_id"]) if row.get("prompt_id") is not None else   # else: the prompt's content hash
-               "p" + hashlib.sha256(json.dumps(pm, sort_keys=True).encode()).hexdigest()[:12])
-        prompts.setdefault(pid, pm)
-        cid = str(row["id"]) if row.get("id") is not None else (
-            f"{pid}-{row['candidate']}" if row.get("candidate") is not None else row["response"])
+        pid, cid = _candidate_key(row)
+        prompts.setdefault(pid, prompt_messages(row))
         groups[pid][cid].append(row)
     out: dict[str, tuple[list[dict], list[Cand]]] = {}
     for pid, by_cand in groups.items():
@@ -605,6 +657,29 @@ def sha256_file(path: str | Path) -> str:
     return content_hash(path)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True                 # exists, owned by someone else: leave its folder alone
+    return True
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Remove the hidden `.NAME.tmp-PID` / `.NAME.old-PID` folders that a killed `pairs` left next to
+    `out` (a SIGKILL runs no cleanup). Only those whose process is gone: a running `pairs` writing
+    the same output keeps its own. Returns what was removed."""
+    removed = []
+    for p in out.parent.glob(f".{glob_escape(out.name)}.*-*"):
+        kind, _, pid = p.name[len(out.name) + 2:].rpartition("-")
+        if kind in ("tmp", "old") and pid.isdigit() and p.is_dir() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: list[str] = (), meta: dict) -> Path:
     """save_to_disk + card + stats (+ parquet/jsonl exports) into a temp folder, then swapped into
     place, so `out_dir` always holds a complete dataset (the old one or the new one)."""
@@ -614,6 +689,7 @@ def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, format
     if out.exists() and any(out.iterdir()) and not (out / STATS_FILE).exists():
         raise RlaifError(f"{out} exists and is not an rlaif dataset; refusing to overwrite it (choose another -o)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -5,6 +5,7 @@ On disk every stage speaks JSONL; `to_row()` gives the dict written there.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -78,8 +79,26 @@ class Judgment:
     members: list[dict] | None = None           # jury: each member's verdict (judge, rubric, weight, score/p_a, error)
 
     def to_row(self) -> dict[str, Any]:
+        """The output row's verdict fields. A verdict holding a number that is not finite (NaN from an
+        overflowing weighted sum, inf) is never stored: the row becomes unscored `non_finite`."""
+        if self.error is None and (bad := self.non_finite()):
+            self.detail = f"the verdict's {bad} is not a finite number; nothing was stored as a score"
+            self.error = "non_finite"
+            self.score = self.p_a = self.probs = self.ranking = self.scores = self.preference = None
         # Shallow (not dataclasses.asdict, whose deep copy was a third of a cached re-run's time).
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None or f.name == "error"}
+
+    def non_finite(self) -> str | None:
+        """The name of the first verdict field holding NaN or an infinity, else None."""
+        for name in ("score", "p_a"):
+            v = getattr(self, name)
+            if isinstance(v, float) and not math.isfinite(v):
+                return name
+        if self.probs and any(not math.isfinite(v) for v in self.probs.values() if isinstance(v, float)):
+            return "probs"
+        if self.scores and any(not math.isfinite(v) for v in self.scores if isinstance(v, float)):
+            return "scores"
+        return None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], mode: str) -> Judgment:

@@ -20,7 +20,6 @@ Inputs it understands:
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 import shutil
@@ -692,10 +691,9 @@ def render(input: str | Path) -> tuple[str, dict | None]:
         if not rows:
             raise InputError(str(p), None, None, "file is empty")
         return judged_html(rows, str(p)), None
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(str(p), e.lineno, None, f"invalid JSON: {e.msg}")
+    from rlaif.io import read_json
+
+    obj = read_json(p)          # the one reader: UTF-8, BOM, folders, NaN, surrogates
     if not isinstance(obj, dict):
         raise InputError(str(p), None, None, "expected a JSON object")
     if obj.get("kind") == "rubric_test":

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlaif import templates
-from rlaif.errors import Problem, RubricError, TemplateError
+from rlaif.errors import InputError, Problem, RubricError, TemplateError
+from rlaif.io import parse_yaml, read_text
 
 Mode = Literal["absolute", "pairwise", "rank"]
 MODES: tuple[str, ...] = ("absolute", "pairwise", "rank")
@@ -32,6 +32,9 @@ ROW_VARS = {
     "pairwise": {"prompt", "response_a", "response_b"},
     "rank": {"prompt", "responses"},
 }
+
+
+MAX_WEIGHT = 1e6
 
 
 class Scale(BaseModel):
@@ -56,7 +59,9 @@ class Criterion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     description: str = ""
-    weight: float = Field(default=1.0, gt=0)
+    # Relative weights: finite, positive, and at most 1e6 so a weighted sum of scores cannot
+    # overflow to inf (1e308 twice did, and the verdict became NaN).
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False)
     levels: dict[int, str] = Field(min_length=1)
 
     @field_validator("levels")
@@ -103,24 +108,7 @@ class Rubric(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        problems = []
-        lo, hi = self.scale.min, self.scale.max
-        for i, c in enumerate(self.criteria):
-            for k in c.levels:
-                if not lo <= k <= hi:
-                    problems.append(f"criteria.{i}.levels.{k}: level {k} is outside the scale {lo}..{hi}")
-        for m in self.modes:
-            if m not in self.templates:
-                problems.append(f"templates: mode '{m}' is listed in modes but has no template")
-        for i, ex in enumerate(self.examples):
-            if ex.score is not None and not lo <= ex.score <= hi:
-                problems.append(f"examples.{i}.score: {ex.score} is outside the scale {lo}..{hi}")
-        for label, v in (self.labels or {}).items():
-            if not lo <= v <= hi:
-                problems.append(f"labels.{label}: {v} is outside the scale {lo}..{hi}")
-        names = [c.name for c in self.criteria]
-        if len(set(names)) != len(names):
-            problems.append("criteria: criterion names must be unique")
+        problems = cross_checks(self.model_dump(mode="python"))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -135,6 +123,49 @@ class Rubric(BaseModel):
         d = self.model_dump(mode="json")
         d["criteria"] = [dict(c, levels={int(k): v for k, v in c["levels"].items()}) for c in d["criteria"]]
         return d
+
+
+def cross_checks(data: dict) -> list[str]:
+    """The checks between fields ("where: what" strings): levels, example scores and labels inside
+    the scale, unique criterion names, a template for every mode. Written against the raw YAML data
+    and tolerant of wrong types, so they run (and are reported) even when a field is invalid:
+    `rubric lint` lists every problem at once, not the next one after each fix."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        return problems
+    scale = data.get("scale")
+    lo = hi = None
+    if isinstance(scale, dict) and all(isinstance(scale.get(k), int) and not isinstance(scale.get(k), bool)
+                                       for k in ("min", "max")):
+        lo, hi = scale["min"], scale["max"]
+    criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
+
+    def outside(v) -> bool:
+        return lo is not None and isinstance(v, int) and not isinstance(v, bool) and not lo <= v <= hi
+
+    for i, c in enumerate(criteria):
+        levels = c.get("levels") if isinstance(c, dict) else None
+        for k in levels if isinstance(levels, dict) else ():
+            if outside(k):
+                problems.append(f"criteria.{i}.levels.{k}: level {k} is outside the scale {lo}..{hi}")
+    modes = data.get("modes", ["absolute", "pairwise"])
+    tmpl = data.get("templates", {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"})
+    if isinstance(modes, list) and isinstance(tmpl, dict):
+        for m in modes:
+            if isinstance(m, str) and m in MODES and m not in tmpl:
+                problems.append(f"templates: mode '{m}' is listed in modes but has no template")
+    for i, ex in enumerate(data.get("examples") or [] if isinstance(data.get("examples"), list) else []):
+        if isinstance(ex, dict) and outside(ex.get("score")):
+            problems.append(f"examples.{i}.score: {ex['score']} is outside the scale {lo}..{hi}")
+    labels = data.get("labels")
+    for label, v in (labels.items() if isinstance(labels, dict) else ()):
+        if outside(v):
+            problems.append(f"labels.{label}: {v} is outside the scale {lo}..{hi}")
+    names = [c.get("name") for c in criteria if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"criteria: criterion names must be unique ({', '.join(map(repr, dupes))} given twice)")
+    return problems
 
 
 def _problems_from_validation(err: ValidationError, source: str) -> list[Problem]:
@@ -175,17 +206,26 @@ def list_rubrics(extra_dirs: list[str | Path] | None = None) -> list[str]:
 def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None = None) -> Rubric:
     """Validate rubric YAML text; raises RubricError listing every problem."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise RubricError([Problem(where, f"invalid YAML: {getattr(e, 'problem', e)}")], source=source)
+        data = parse_yaml(text, source)          # duplicate keys are an error, not the last value
+    except InputError as e:
+        where = f"{source}:{e.line}" if e.line else source
+        raise RubricError([Problem(where, str(e).split(": ", 1)[1] if e.line else str(e))], source=source) from None
     if not isinstance(data, dict):
         raise RubricError([Problem(source, "a rubric must be a YAML mapping (name:, description:, scale:, criteria:)")], source=source)
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as e:
-        raise RubricError(_problems_from_validation(e, source), source=source)
+        # Field errors stop pydantic before the model-level checks: run those on the raw data too,
+        # and look for the templates, so every problem is reported in one go.
+        problems = _problems_from_validation(e, source)
+        seen = {str(p) for p in problems}
+        for part in cross_checks(data):
+            where, what = part.split(": ", 1)
+            p = Problem(f"{source}: {where}", what)
+            if str(p) not in seen:
+                problems.append(p)
+        problems += _missing_templates(data, source, prompts_dirs)
+        raise RubricError(problems, source=source) from None
     rubric.source = source
     # Templates are part of the rubric's identity: hash them too.
     h = hashlib.sha256(json.dumps(rubric.model_dump(mode="json"), sort_keys=True).encode())
@@ -202,12 +242,31 @@ def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None 
     return rubric
 
 
+def _missing_templates(data: dict, source: str, prompts_dirs) -> list[Problem]:
+    """Templates a (possibly invalid) rubric names that cannot be found."""
+    tmpl = data.get("templates", {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"})
+    modes = data.get("modes", ["absolute", "pairwise"])
+    out = []
+    if isinstance(tmpl, dict) and isinstance(modes, list):
+        for m in modes:
+            if isinstance(m, str) and isinstance(tmpl.get(m), str):
+                try:
+                    templates.template_source(tmpl[m], prompts_dirs)
+                except TemplateError as e:
+                    out.append(Problem(f"{source}: templates.{m}", str(e)))
+    return out
+
+
 def load_rubric(name: str | Path, rubrics_dirs: list | None = None, prompts_dirs: list | None = None) -> Rubric:
     """Load and validate a rubric by name or path. Raises RubricError listing every problem."""
     if isinstance(name, Rubric):
         return name
     path = find_rubric(str(name), rubrics_dirs)
-    return parse_rubric(path.read_text(encoding="utf-8"), source=str(path), prompts_dirs=prompts_dirs)
+    try:
+        text = read_text(path)
+    except InputError as e:
+        raise RubricError([Problem(str(path), str(e).removeprefix(f"{path}: "))], source=str(path)) from None
+    return parse_rubric(text, source=str(path), prompts_dirs=prompts_dirs)
 
 
 def sample_row(rubric: Rubric, mode: str) -> dict:
@@ -231,10 +290,12 @@ def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
 
     path = Path(path)
     source = str(path)
-    if not path.exists():
-        return [Problem(source, "file not found")]
     try:
-        rubric = parse_rubric(path.read_text(encoding="utf-8"), source=source, prompts_dirs=prompts_dirs)
+        text = read_text(path)
+    except InputError as e:
+        return [Problem(source, str(e).removeprefix(f"{source}: "))]
+    try:
+        rubric = parse_rubric(text, source=source, prompts_dirs=prompts_dirs)
     except RubricError as e:
         return list(e.problems)
     problems: list[Problem] = []

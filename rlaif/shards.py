@@ -44,9 +44,24 @@ def shard_of(row: dict, n: int) -> int:
     return int(hashlib.sha256(row_key(row).encode()).hexdigest()[:16], 16) % n
 
 
-def select_shard(rows: list[dict], i: int, n: int) -> list[int]:
-    """Indices of the rows that belong to shard i of n."""
-    return [k for k, r in enumerate(rows) if shard_of(r, n) == i]
+def select_shard(rows: list[dict], i: int, n: int, lines: list[int] | None = None, path: str = "<rows>") -> list[int]:
+    """Indices of the rows that belong to shard i of n. Two rows with one identity (the same id, or
+    no id and the same content) are refused here, before any call: `merge` could not tell them
+    apart, and would fail only after every shard was paid for."""
+    first: dict[str, int] = {}
+    out = []
+    for k, r in enumerate(rows):
+        key = row_key(r)
+        if key in first:
+            n_line = lines[k] if lines else k + 1
+            what = "the same id" if key.startswith("id:") else "the same content and no id"
+            raise InputError(path, n_line, "id" if key.startswith("id:") else None,
+                             f"row has {what} as {'line' if lines else 'row'} {first[key]}: a sharded run needs "
+                             "every row once (give rows distinct ids)")
+        first[key] = lines[k] if lines else k + 1
+        if shard_of(r, n) == i:
+            out.append(k)
+    return out
 
 
 def merge(paths: list[str | Path], output: str | Path, input: str | Path | None = None) -> int:

@@ -6,8 +6,11 @@ values passed in; StrictUndefined turns a misspelled variable into an error inst
 
 Data is never template: the prompt and candidate texts are passed as variables, so `{{ 7*7 }}`
 inside a response reaches the judge verbatim. Templates delimit them with the `data` filter,
-which wraps text in tags and defuses a closing tag inside the text, so a response cannot end its
-own block and pose as instructions.
+which wraps text in tags and defuses a closing fence tag inside the text (any case, any spacing),
+so a response cannot end its own block and pose as instructions.
+
+Rendering is bounded (output size, loop iterations, wall time; see BoundedSandbox): a template
+that would loop for hours or build gigabytes fails with a TemplateError instead.
 
 A template is one .j2 file with a `user` block and an optional `system` block; each block becomes
 one chat message. Search order: user dirs (`--prompts-dir`, $RLAIF_PROMPTS_PATH, ./prompts),
@@ -16,11 +19,14 @@ then the packaged defaults.
 from __future__ import annotations
 
 import os
+import re
+import time
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -60,16 +66,151 @@ def _search_path(kind: str, extra: tuple[str, ...], env: str, cwd_str: str) -> t
     return tuple(out)
 
 
+# Tags the shipped templates use as data fences (request, reference, response, response_a,
+# response_3...); a closing tag of any of them, or of the tag being written, is defused inside data.
+FENCE_NAMES = r"data|request|prompt|reference|response(?:_[a-z0-9]+)?|responses"
+_CLOSING = re.compile(rf"<(\s*/\s*(?:{FENCE_NAMES})\s*)>", re.IGNORECASE)
+
+
 def _wrap_data(value, tag: str = "data") -> str:
-    """Delimit untrusted text: <tag>…</tag>, with any closing tag inside the text defused."""
+    """Delimit untrusted text: <tag>…</tag>, with any closing fence tag inside the text defused.
+    Matched case- and whitespace-insensitively (`</Response>`, `</RESPONSE >`, `</ response>`): a
+    model reads those as the same tag. Defusing inserts a backslash before the slash (`<\\/response>`)."""
     text = "" if value is None else str(value)
-    text = text.replace(f"</{tag}>", f"<\\/{tag}>")
+    _budget_tick()
+    if "<" in text:           # (most texts have no tag at all: skip the regexes)
+        own = re.compile(rf"<(\s*/\s*{re.escape(str(tag))}\s*)>", re.IGNORECASE)
+        text = own.sub(_defuse, _CLOSING.sub(_defuse, text))
     return f"<{tag}>\n{text}\n</{tag}>"
+
+
+def _defuse(m: re.Match) -> str:
+    inner = m.group(1)
+    slash = inner.index("/")
+    return "<" + inner[:slash] + "\\" + inner[slash:] + ">"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded rendering. The sandbox stops a template from reaching Python internals, not from
+# looping 10^10 times or building a 4 GB string. Every render runs under a budget: output size,
+# loop iterations and wall time. A template past any of them fails with a TemplateError (a lint
+# finding, or the row's error), it does not hang the job or exhaust memory.
+# ---------------------------------------------------------------------------------------------
+MAX_RENDER_CHARS = 10_000_000   # 10M characters (~2.5M tokens): beyond any judge's context, yet finite
+MAX_ITERATIONS = 1_000_000      # loop iterations in one render; the shipped templates use < 100
+MAX_RENDER_SECONDS = 10.0       # one render normally takes ~0.3 ms
+MAX_EXPONENT = 1024             # `x ** n` with a larger n is refused (10 ** 10 ** 9 would never finish)
+
+
+class _Budget:
+    __slots__ = ("deadline", "iterations")
+
+    def __init__(self):
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.iterations = 0
+
+
+_current: ContextVar[_Budget | None] = ContextVar("rlaif_render_budget", default=None)
+
+
+def _budget_tick(n: int = 0) -> None:
+    b = _current.get()
+    if b is None:
+        return
+    b.iterations += n
+    if b.iterations > MAX_ITERATIONS:
+        raise SecurityError(f"the template ran more than {MAX_ITERATIONS:,} loop iterations")
+    if time.monotonic() > b.deadline:
+        raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g}s")
+
+
+def _check_size(value):
+    if isinstance(value, (str, list, tuple)) and len(value) > MAX_RENDER_CHARS:
+        raise SecurityError(f"the template built a value of {len(value):,} items (limit {MAX_RENDER_CHARS:,})")
+    return value
+
+
+class _Counted:
+    """A loop's iterable, counted against the render budget (len() kept for `loop.length`)."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it):
+        self._it = it
+
+    def __len__(self):
+        return len(self._it)
+
+    def __iter__(self):
+        for i, x in enumerate(self._it):
+            if i % 256 == 0:
+                _budget_tick(256)
+            yield x
+
+
+def _bounded_iter(value):
+    return value if isinstance(value, jinja2.Undefined) else _Counted(value)
+
+
+def _bounded_center(value, width: int = 80) -> str:
+    if isinstance(width, int) and width > MAX_RENDER_CHARS:
+        raise SecurityError(f"center({width}) is larger than the render limit of {MAX_RENDER_CHARS:,} characters")
+    return str(value).center(width)
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox plus the render budget: every loop's iterable is counted (the parsed template is
+    rewritten so each `{% for %}` iterates through a counter, and each `~` concatenation is size
+    checked), calls check the clock, and `*`, `+`, `**` refuse results past the size limit."""
+
+    intercepted_binops = frozenset({"*", "+", "**"})
+
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if isinstance(source, str):
+            source = self.parse(source, name, filename)
+            for loop in source.find_all(nodes.For):
+                loop.iter = nodes.Filter(loop.iter, "rlaif_bounded", [], [], None, None, lineno=loop.lineno)
+            for cat in list(source.find_all(nodes.Concat)):
+                _wrap_concat(source, cat)
+        return super().compile(source, name, filename, raw, defer_init)
+
+    def call(self, __context, __obj, *args, **kwargs):
+        _budget_tick()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context, operator, left, right):
+        _budget_tick()
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT and left not in (0, 1, -1):
+            raise SecurityError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_RENDER_CHARS:
+                    raise SecurityError(f"the template would build a value of {len(seq) * n:,} items "
+                                        f"(limit {MAX_RENDER_CHARS:,})")
+        if operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            if len(left) + len(right) > MAX_RENDER_CHARS:
+                raise SecurityError(f"the template would build a value of {len(left) + len(right):,} items "
+                                    f"(limit {MAX_RENDER_CHARS:,})")
+        return super().call_binop(context, operator, left, right)
+
+
+def _wrap_concat(tree, cat) -> None:
+    """Replace Concat node `cat` in `tree` by rlaif_sized(cat) (size-checked after each `~`)."""
+    for parent in tree.find_all(nodes.Node):
+        for field in parent.fields:
+            value = getattr(parent, field, None)
+            if value is cat:
+                setattr(parent, field, nodes.Filter(cat, "rlaif_sized", [], [], None, None, lineno=cat.lineno))
+                return
+            if isinstance(value, list) and any(v is cat for v in value):
+                setattr(parent, field, [nodes.Filter(v, "rlaif_sized", [], [], None, None, lineno=cat.lineno)
+                                        if v is cat else v for v in value])
+                return
 
 
 @lru_cache(maxsize=32)
 def _environment(dirs: tuple[str, ...]) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         loader=jinja2.FileSystemLoader(list(dirs)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,          # plain text prompts, not HTML
@@ -78,6 +219,9 @@ def _environment(dirs: tuple[str, ...]) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
     )
     env.filters["data"] = _wrap_data
+    env.filters["rlaif_bounded"] = _bounded_iter
+    env.filters["rlaif_sized"] = _check_size
+    env.filters["center"] = _bounded_center
     return env
 
 
@@ -118,19 +262,31 @@ def render_messages(name: str, context: dict, extra_dirs: list[str | Path] | Non
     if "user" not in tmpl.blocks:
         raise TemplateError(f"template '{name}' has no {{% block user %}}: a judge template needs one")
     messages: list[Message] = []
+    token = _current.set(_Budget())
     try:
         ctx = tmpl.new_context(dict(context))
+        size = 0
         for role in ("system", "user"):
             if role in tmpl.blocks:
-                text = "".join(tmpl.blocks[role](ctx)).strip()
+                parts = []
+                for chunk in tmpl.blocks[role](ctx):
+                    size += len(chunk)
+                    if size > MAX_RENDER_CHARS:
+                        raise SecurityError(f"the rendered prompt passed {MAX_RENDER_CHARS:,} characters")
+                    _budget_tick()
+                    parts.append(chunk)
+                text = "".join(parts).strip()
                 if text:
                     messages.append({"role": role, "content": text})
     except SecurityError as e:
-        raise TemplateError(f"template '{name}' was refused by the sandbox (unsafe access): {e}")
+        raise TemplateError(f"template '{name}' was refused by the sandbox (unsafe access or past a render "
+                            f"limit): {e}") from None
     except UndefinedError as e:
         raise TemplateError(f"template '{name}' uses a variable the rubric/row does not supply: {e.message}")
     except TemplateSyntaxError as e:
         raise TemplateError(f"{e.filename or name}:{e.lineno}: syntax error: {e.message}")
     except Exception as e:  # noqa: BLE001 - anything else from a template is the template's fault
         raise TemplateError(f"template '{name}' failed to render: {type(e).__name__}: {e}")
+    finally:
+        _current.reset(token)
     return messages

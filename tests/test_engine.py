@@ -11,7 +11,7 @@ import pytest
 
 from rlaif.cost import Price
 from rlaif.engine import Engine, RateLimiter, backoff_delay, is_retryable, run_sync
-from rlaif.errors import BackendError, RlaifError
+from rlaif.errors import BackendError, JobStopped, RlaifError
 from rlaif.ledger import Ledger
 from rlaif.records import Completion, GenParams, Usage
 
@@ -69,9 +69,12 @@ async def test_429_retry_after_is_honoured(fake_backend):
 async def test_no_retry_on_auth_or_validation(fake_backend, status):
     b = fake_backend(responder=flaky([BackendError("nope", status=status)] * 5))
     eng = Engine(b, backoff_base=0.001)
-    with pytest.raises(BackendError) as ei:
+    with pytest.raises((BackendError, JobStopped)) as ei:
         await eng.complete(MSG, P)
-    assert ei.value.status == status
+    # an auth failure (401/403) stops the whole job (issue 15, defect 21); the others fail the one row
+    err = ei.value.cause if isinstance(ei.value, JobStopped) else ei.value
+    assert isinstance(ei.value, JobStopped) == (status in (401, 403))
+    assert err.status == status
     assert len(b.calls) == 1
     assert eng.stats.failed[f"api_error:{status}"] == 1
 

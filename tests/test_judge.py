@@ -139,9 +139,23 @@ def test_no_logprobs_from_a_logprob_judge_is_unscored(fake_backend):
 
 def test_backend_failure_is_unscored_with_status(fake_backend):
     def boom(messages, params):
-        raise BackendError("bad key", code="auth", status=401)      # never retried
+        raise BackendError("too large", code="bad_request", status=413)      # never retried
     rows, s = judge([{"prompt": "p", "response": "r"}], "helpfulness", judge=fake_backend(responder=boom))
-    assert rows[0]["error"] == "api_error:401" and s.unscored == {"api_error:401": 1}
+    assert rows[0]["error"] == "api_error:413" and s.unscored == {"api_error:413": 1}
+
+
+def test_auth_failure_stops_the_job(fake_backend):
+    from rlaif.errors import JobStopped
+
+    calls = []
+
+    def boom(messages, params):
+        calls.append(1)
+        raise BackendError("bad key", code="auth", status=401)      # never retried, and nothing sent after it
+    with pytest.raises(JobStopped):
+        judge([{"prompt": "p", "response": f"r{i}"} for i in range(10)], "helpfulness",
+              judge=fake_backend(responder=boom), concurrency=1)
+    assert len(calls) == 1
 
 
 def test_one_failed_order_makes_the_pair_unscored(fake_backend):

@@ -389,7 +389,11 @@ def test_api_key_never_reaches_output_rows(tmp_path):
     b = OpenAIBackend("gpt-4o-mini", api_key=key,
                       http_client=httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(401, json=body))))
     out_file = tmp_path / "judged.jsonl"
-    out, s = judge([ROW], "helpfulness", judge=b, output=str(out_file))
-    assert out[0]["error"] == "api_error:401"
-    text = out_file.read_text() + json.dumps(s.to_dict()) + s.render()
+    from rlaif.errors import JobStopped
+
+    with pytest.raises(JobStopped) as e:        # a 401 stops the job (issue 15, defect 21)
+        judge([ROW], "helpfulness", judge=b, output=str(out_file))
+    assert e.value.cause.status == 401
+    partial = out_file.with_name(out_file.name + ".partial")
+    text = str(e.value) + (partial.read_text() if partial.exists() else "")
     assert key not in text and key[8:20] not in text and "***" in text

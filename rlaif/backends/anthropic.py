@@ -28,6 +28,7 @@ import os
 
 from rlaif.backends.base import (
     PerLoopClient,
+    check_base_url,
     field_of,
     http_error,
     say_refused,
@@ -55,7 +56,7 @@ class AnthropicBackend:
             raise MissingDependencyError("anthropic", "anthropic", "for anthropic/ judges") from e
         self.name = f"anthropic/{model}"
         self.model = model
-        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.base_url = check_base_url(base_url or os.environ.get("ANTHROPIC_BASE_URL") or None, "anthropic")
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise BackendError("ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass api_key=)",

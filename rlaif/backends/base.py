@@ -135,15 +135,57 @@ def sdk_http_client(sdk, transport: str, http_client, timeout: float):
     return http_client
 
 
+def check_base_url(url: str | None, provider: str) -> str | None:
+    """`url` if usable as a base URL, else a BackendError at construction (not one per row). A URL with
+    `user:pass@` is refused: SDKs do not send it as authentication (every request then fails with an
+    unreadable body), and it would put a secret wherever the URL is shown. The error never repeats
+    the credentials."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        has_creds = parts.username is not None or parts.password is not None
+        host = parts.hostname
+    except ValueError:
+        raise BackendError(f"{provider} base URL is not a valid URL", code="bad_base_url") from None
+    if has_creds:
+        shown = f"{parts.scheme}://***@{host or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        raise BackendError(f"{provider} base URL {shown} contains a user name or password; rlaif does not send "
+                           "credentials in the URL. Remove them and pass the key with --api-key or the provider's "
+                           "API key variable", code="bad_base_url")
+    if parts.scheme not in ("http", "https") or not host:
+        raise BackendError(f"{provider} base URL {redact(url)!r} must look like http(s)://host[:port]/path",
+                           code="bad_base_url")
+    return url
+
+
+def _connection_refused(e: BaseException) -> bool:
+    """True when the exception chain holds an OS-level connection failure (refused, reset, no route,
+    DNS), not a timeout: some transports (the SDKs' aiohttp client) report those as timeouts."""
+    seen = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if isinstance(x, OSError) and not isinstance(x, TimeoutError):
+            return True
+        x = x.__cause__ or x.__context__
+    return False
+
+
 def sdk_transport_error(sdk, e: Exception, provider: str, where: str, secret: str | None) -> BackendError | None:
     """The one translation of the openai/anthropic SDKs' non-status failures (both SDKs share these
     exception classes): timeouts and lost connections retry, a body that cannot be read retries as
     `bad_response`. None: not one of those (the caller re-raises it)."""
     secrets = (secret,)
-    if isinstance(e, sdk.APITimeoutError):          # before APIConnectionError: a subclass of it
+    if isinstance(e, sdk.APITimeoutError) and not _connection_refused(e):   # before APIConnectionError: a subclass
         return http_error(provider, None, f"request timed out ({where})", code="timeout", secrets=secrets)
     if isinstance(e, sdk.APIConnectionError):
-        return http_error(provider, None, f"cannot connect to {where}: {e}", code="connection_error", secrets=secrets)
+        cause = next((x for x in (e.__cause__, getattr(e.__cause__, "__cause__", None)) if x is not None), None)
+        why = f" ({redact(str(cause), secret)[:200]})" if cause is not None else ""
+        head = f"cannot connect to {where}" + ("" if isinstance(e, sdk.APITimeoutError) else f": {e}")
+        return http_error(provider, None, head + why, code="connection_error", secrets=secrets)
     if isinstance(e, sdk.APIResponseValidationError):
         return http_error(provider, None, f"malformed response body: {e}", code="bad_response", secrets=secrets,
                           retryable=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from rlaif.backends.base import chat_completion_params, http_error
+from rlaif.backends.base import chat_completion_params, check_base_url, http_error
 from rlaif.errors import BackendError, MissingDependencyError
 from rlaif.records import Completion, GenParams, Message
 
@@ -42,7 +42,7 @@ class LiteLLMBackend:
                                "e.g. litellm/groq/llama-3.1-8b-instant", code="bad_model_name")
         self.name = f"litellm/{model}"
         self.model = model
-        self.base_url = base_url
+        self.base_url = check_base_url(base_url, "litellm")
         provider, bare = model.split("/", 1)
         if not api_key and not base_url:
             env = litellm.validate_environment(model=model)

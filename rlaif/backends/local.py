@@ -5,6 +5,11 @@ row and presentation order); this backend gathers whatever is waiting into one p
 pass, which is what makes a small model fast on a CPU. Batches run in a worker thread so the
 event loop keeps collecting the next batch meanwhile.
 
+Bounds: a prompt longer than `max_input_tokens` is unscored `too_long` (never cut: cutting from the
+right removed the instructions and the assistant header, and the model still "scored" it); generation
+is bounded by tokens, not wall time (`in_process`: the engine sets no timeout), and a batch whose
+callers have all gone is stopped at its next token by a stopping criterion.
+
 Scoring (max_tokens == 1 with `options`) reads the next-token distribution from one forward pass
 and reports the exact log-probability of each option, e.g. "1".."5" or "A"/"B" (G-Eval style).
 An option is matched as its bare token and its space-prefixed token (both are how a model may
@@ -18,6 +23,7 @@ import asyncio
 import math
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rlaif.errors import BackendError
 from rlaif.records import Completion, GenParams, Message, Usage
@@ -32,15 +38,26 @@ class _Pending:
 
 class LocalBackend:
     supports_logprobs = True
+    # In-process generation is bounded by tokens (max_new_tokens), not by wall time: on a busy CPU a
+    # 512-token verdict may take minutes, and a network-style timeout (60 s) failed every row while
+    # the abandoned generation kept running. The engine applies no wall-clock timeout to an
+    # in-process backend and never retries its timeouts (a retry would only add CPU load).
+    in_process = True
 
     def __init__(self, model: str = "default", *, model_obj=None, tokenizer=None, batch_size: int = 8,
-                 device: str | None = None, dtype=None, max_input_tokens: int = 4096):
+                 device: str | None = None, dtype=None, max_input_tokens: int = 4096,
+                 max_new_tokens: int | None = None):
         self.name = f"local/{model}"
         self.model_name = model
         self.batch_size = batch_size          # 8: a good CPU trade-off between padding waste and overhead
         self.device = device
         self.dtype = dtype
+        # A prompt longer than this is not judged (unscored `too_long`): cutting it from the right,
+        # as tokenizer truncation does, removed the end of the response, the closing tag, the
+        # "reply with the score" line and the assistant header, and the model still "scored" it.
         self.max_input_tokens = max_input_tokens
+        # An optional cap on generated tokens per request, below what the judge asks (None: as asked).
+        self.max_new_tokens = max_new_tokens
         self._model, self._tok = model_obj, tokenizer
         self._load_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
@@ -85,9 +102,28 @@ class LocalBackend:
                 key = sorted((k, v) for k, v in p.params.key().items() if k != "seed")
                 groups.setdefault(repr(key), []).append(p)
             for group in groups.values():
+                group = [p for p in group if not p.future.done()]       # callers that gave up are not run
+                if not group:
+                    continue
+                # Cancellation that stops the work: when every caller of a batch has gone (cancelled,
+                # or the job ended), the flag makes generate() stop at its next token; the thread
+                # does not run on for minutes burning the CPU.
+                stop = threading.Event()
+                remaining = [len(group)]
+
+                def gone(fut, stop=stop, remaining=remaining):
+                    if fut.cancelled():
+                        remaining[0] -= 1
+                        if remaining[0] <= 0:
+                            stop.set()
+                for p in group:
+                    p.future.add_done_callback(gone)
                 try:
                     results = await asyncio.to_thread(self._run, [p.messages for p in group], group[0].params,
-                                                      [p.params.seed for p in group])
+                                                      [p.params.seed for p in group], stop)
+                except asyncio.CancelledError:
+                    stop.set()
+                    raise
                 except BaseException as e:  # noqa: BLE001 - delivered to each waiting caller
                     err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}", code="backend_error")
                     for p in group:
@@ -96,26 +132,55 @@ class LocalBackend:
                     continue
                 for p, r in zip(group, results):
                     if not p.future.done():
-                        p.future.set_result(r)
+                        if isinstance(r, BaseException):
+                            p.future.set_exception(r)
+                        else:
+                            p.future.set_result(r)
 
     # -- the work (runs in a thread) ---------------------------------------------------------
-    def _encode(self, batch_messages: list[list[Message]]):
-        model, tok = self.load()
+    def _texts(self, batch_messages: list[list[Message]]) -> list[str]:
+        _model, tok = self.load()
         texts = []
         for msgs in batch_messages:
             if getattr(tok, "chat_template", None):
                 texts.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
             else:   # a base model: plain concatenation
                 texts.append("\n\n".join(m["content"] for m in msgs) + "\n\n")
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                  truncation=True, max_length=self.max_input_tokens)
+        return texts
+
+    def _encode(self, batch_messages: list[list[Message]], ids: list[list[int]] | None = None):
+        """The padded batch; `ids`: the prompts already tokenized (by _run, which measured them)."""
+        model, tok = self.load()
+        if ids is None:
+            ids = tok(self._texts(batch_messages), add_special_tokens=False)["input_ids"]
+        # No truncation: _run has already set aside every prompt longer than max_input_tokens.
+        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return model, tok, enc.to(model.device)
 
     def _run(self, batch_messages: list[list[Message]], params: GenParams,
-             seeds: list[int | None] | None = None) -> list[Completion]:
-        if params.max_tokens == 1 and params.options:
-            return self._score(batch_messages, params)
-        return self._generate(batch_messages, params, seeds)
+             seeds: list[int | None] | None = None, stop: threading.Event | None = None) -> list:
+        """One Completion, or a BackendError (`too_long`), per request, in order."""
+        _model, tok = self.load()
+        all_ids = tok(self._texts(batch_messages), add_special_tokens=False)["input_ids"]
+        out: list = [None] * len(all_ids)
+        keep = []
+        for i, ids in enumerate(all_ids):
+            n = len(ids)
+            if n > self.max_input_tokens:
+                out[i] = BackendError(f"the prompt is {n} tokens, more than this local judge's max_input_tokens "
+                                      f"({self.max_input_tokens}); it was not judged (cutting it would remove the "
+                                      "end of the response or the instructions after it)", code="too_long")
+            else:
+                keep.append(i)
+        if keep:
+            msgs, txts = [batch_messages[i] for i in keep], [all_ids[i] for i in keep]
+            if params.max_tokens == 1 and params.options:
+                res = self._score(msgs, params, txts)
+            else:
+                res = self._generate(msgs, params, [seeds[i] for i in keep] if seeds else None, txts, stop)
+            for i, r in zip(keep, res, strict=True):
+                out[i] = r
+        return out
 
     def _option_ids(self, tok, options: list[str]):
         """{option: [single-token ids]} when every option is one token with a unique first token, else None."""
@@ -138,10 +203,10 @@ class LocalBackend:
             self._option_cache[key] = ids if ok else None
         return self._option_cache[key]
 
-    def _score(self, batch_messages, params: GenParams) -> list[Completion]:
+    def _score(self, batch_messages, params: GenParams, ids: list[list[int]] | None = None) -> list[Completion]:
         import torch
 
-        model, tok, enc = self._encode(batch_messages)
+        model, tok, enc = self._encode(batch_messages, ids)
         with torch.inference_mode():
             out = model(**enc, logits_to_keep=1)
         logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
@@ -190,14 +255,18 @@ class LocalBackend:
             out.append({o: v for o, v in excl.items() if v != float("-inf")})
         return out
 
-    def _generate(self, batch_messages, params: GenParams, seeds: list[int | None] | None = None) -> list[Completion]:
+    def _generate(self, batch_messages, params: GenParams, seeds: list[int | None] | None = None,
+                  ids: list[list[int]] | None = None, stop: threading.Event | None = None) -> list[Completion]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        model, tok, enc = self._encode(batch_messages)
+        model, tok, enc = self._encode(batch_messages, ids)
         do_sample = params.temperature > 0
         seeds = seeds if seeds is not None else [params.seed] * len(batch_messages)
-        kwargs = dict(max_new_tokens=params.max_tokens, do_sample=do_sample, pad_token_id=tok.pad_token_id)
+        budget = params.max_tokens if self.max_new_tokens is None else min(params.max_tokens, self.max_new_tokens)
+        kwargs = dict(max_new_tokens=budget, do_sample=do_sample, pad_token_id=tok.pad_token_id)
+        if stop is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopFlag(stop)])
         if do_sample and any(s is not None for s in seeds):
             # Seeded sampling: one random stream per request (Gumbel-max, then greedy decoding), so a
             # request's text depends on its own seed, not on which requests share its batch.
@@ -229,6 +298,28 @@ class LocalBackend:
             results.append(Completion(text=text, usage=Usage(int(enc["attention_mask"][i].sum()), len(ids)),
                                       finish_reason=finish))
         return results
+
+
+@lru_cache(maxsize=1)
+def _stop_flag_class():
+    from transformers import StoppingCriteria
+
+    class StopFlag(StoppingCriteria):
+        """Ends generate() at the next token once `flag` is set (every caller of the batch is gone)."""
+
+        def __init__(self, flag: threading.Event):
+            self.flag = flag
+
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+
+            return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopFlag
+
+
+def _StopFlag(flag: threading.Event):
+    return _stop_flag_class()(flag)
 
 
 def top_p_filter(logits, top_p: float):

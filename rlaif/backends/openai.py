@@ -36,6 +36,7 @@ import os
 from rlaif.backends.base import (
     PerLoopClient,
     chat_completion_params,
+    check_base_url,
     field_of,
     http_error,
     logprob_options,
@@ -67,7 +68,8 @@ class OpenAIBackend:
             raise MissingDependencyError("openai", "openai", "for openai/ judges") from e
         self.name = f"{provider}/{model}"
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
+        self.base_url = check_base_url((base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None,
+                                       provider)
         # Whether to ask for log-probabilities at all: OpenAI and vLLM/llama.cpp return them;
         # pass logprobs=False for a server known not to, so judges go generative up front.
         self.supports_logprobs = bool(logprobs)
