@@ -17,7 +17,6 @@ so a non-finite number is never written (see `dumps`).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Iterable
@@ -25,7 +24,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from rlaif.errors import InputError, RlaifError
+from rlaif.errors import InputError
+from rlaif.jsondata import dumps
+from rlaif.jsondata import find_bad as _find_bad
 
 BOM = b"\xef\xbb\xbf"      # a UTF-8 byte order mark (Windows editors write one): not part of the data
 
@@ -104,30 +105,6 @@ def _reject_constant(name: str):
     raise ValueError(name)
 
 
-def _find_bad(value, where: str = ""):
-    """(field, what) of the first string with a lone surrogate or number that is not finite, else None."""
-    if isinstance(value, str):
-        if _SURROGATE.search(value):
-            return where, "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (where, f"{value} is not a finite number")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(k, str) and _SURROGATE.search(k):
-                return (where + "." if where else "") + repr(k), "key contains a lone UTF-16 surrogate"
-            hit = _find_bad(v, f"{where}.{k}" if where else str(k))
-            if hit:
-                return hit
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            hit = _find_bad(v, f"{where}[{i}]")
-            if hit:
-                return hit
-    return None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # A line that may hold a lone surrogate (an escape in the D800-DFFF range) or a number too large
 # for a float (1e999 parses as inf): only such lines are walked, so ordinary rows cost nothing more.
 _SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[eE]\+?\d{3}|\d{309}")
@@ -304,19 +281,6 @@ def check_unique_ids(rows: list, lines: list[int] | None = None, path: str = "<r
             if key in first:
                 raise duplicate_id(path, n, row["id"], first[key])
             first[key] = n
-
-
-def dumps(row, where: str = "output row") -> str:
-    """The one JSON writer policy: standard JSON only. Python's json writes NaN and Infinity as bare
-    tokens most JSON readers reject; rlaif refuses to write them (RlaifError naming the field) instead
-    of passing invalid data on. Inputs never carry them in (see loads), so this fires only on a bug."""
-    try:
-        return json.dumps(row, ensure_ascii=False, allow_nan=False)
-    except ValueError as e:
-        hit = _find_bad(row)
-        raise RlaifError(f"refusing to write {where} with a non-finite number"
-                         + (f" in field '{hit[0]}'" if hit else "") + f" (standard JSON has no NaN/Infinity): {e}"
-                         ) from None
 
 
 class JsonlWriter:

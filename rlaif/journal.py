@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rlaif.errors import RlaifError
+from rlaif.jsondata import dumps
 
 PARTIAL_SUFFIX = ".partial"     # OUT.partial: the resumable work file; OUT appears only when complete
 JOB_FIELD = "_rlaif_job"        # the header line's fingerprint field
@@ -50,7 +51,7 @@ def _replace_atomically(path: Path, text: str) -> None:
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
     """All rows to a temp file in one buffered write, fsync, then rename over `path`: readers see
     the old file or the complete new one, never a half-written one."""
-    _replace_atomically(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    _replace_atomically(Path(path), "".join(dumps(r) + "\n" for r in rows))
 
 
 def write_json_atomic(path: str | Path, obj: object, indent: int | None = 2) -> None:
@@ -255,11 +256,11 @@ class Journal:
         if self._f is None:
             raise RlaifError(f"{self.path}: the journal is not open")
         if self.job is None:
-            line = json.dumps(row, ensure_ascii=False) + "\n"
+            line = dumps(row) + "\n"
         elif self.index_field in row:
             raise RlaifError(f"{self.path}: a row has the journal's index field '{self.index_field}'")
         else:
-            line = json.dumps({**row, self.index_field: index}, ensure_ascii=False) + "\n"
+            line = dumps({**row, self.index_field: index}) + "\n"
         self._f.write(line.encode("utf-8"))
         self._f.flush()
         self.done[index] = row

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rlaif.errors import ConfigError, Problem, RlaifError
+from rlaif.errors import ConfigError, InputError, Problem, RlaifError
+from rlaif.io import read_yaml
 from rlaif.journal import content_hash, write_json_atomic
 from rlaif.options import JudgeOptions
 
@@ -151,12 +151,11 @@ def load_config(path: str | Path) -> Loaded:
     src = str(path)
     if not path.exists():
         raise ConfigError([Problem(src, "file not found")], source=src)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{src}:{mark.line + 1}" if mark else src
-        raise ConfigError([Problem(where, f"invalid YAML: {getattr(e, 'problem', e)}")], source=src) from None
+    try:      # the one reader: encoding, BOM, folders, duplicate keys, YAML errors with their line
+        raw = read_yaml(path)
+    except InputError as e:
+        where = e.path + (f":{e.line}" if e.line is not None else "")
+        raise ConfigError([Problem(where, str(e)[len(where) + 2:])], source=src) from None
     if not isinstance(raw, dict):
         raise ConfigError([Problem(src, f"expected a mapping of sections, got {type(raw).__name__}")], source=src)
     problems: list[Problem] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from rlaif.cli.common import add_concurrency, add_dirs, add_judging_flags, add_quiet, parser, stderr
 from rlaif.cli.gate import kappa_floor
@@ -39,10 +38,11 @@ def cmd_rubric_render(args) -> int:
 
     rubric = load_rubric(args.name, args.rubrics_dir, args.prompts_dir)
     if args.example:
-        try:
-            row = json.loads(Path(args.example).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise RlaifError(f"{args.example}: invalid JSON: {e.msg} (line {e.lineno})") from None
+        from rlaif.io import read_json
+
+        row = read_json(args.example)       # the one reader: missing file, folder, encoding, JSON errors
+        if not isinstance(row, dict):
+            raise RlaifError(f"{args.example}: expected one JSON object (a row), got {type(row).__name__}")
         mode = args.mode or infer_mode(row)
     else:
         mode = args.mode or rubric.modes[0]

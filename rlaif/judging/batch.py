@@ -124,7 +124,7 @@ def run_batch(rows, rubric, mode, backend, cfg, ledger, make_engine, *, poll: fl
                 if price is not None:
                     res.cost = price.cost(res.usage.prompt_tokens, res.usage.completion_tokens)
                     report["cost"] += res.cost
-                ledger.put(key, backend.name, res)
+                ledger.put(key, backend.name, res, commit=False)     # bulk import: one commit below
                 report["answered"] += 1
             else:
                 report["failed"] += 1

@@ -127,21 +127,24 @@ class JudgeSummary:
 def load_rows(input, mode: str | None, needs_reference: bool, job: JobOptions) -> tuple[list[dict], str, list]:
     """(rows, mode, skipped InputErrors) from a JSONL path or a list of rows, checked, and cut to
     the job's shard."""
-    from rlaif.io import check_row, infer_mode, read_rows
+    from rlaif.io import check_row, check_unique_ids, infer_mode, read_rows
     from rlaif.shards import parse_shard, select_shard
 
     skipped: list = []
-    if isinstance(input, (str, Path)):
+    lines: list[int] | None = None
+    if isinstance(input, (str, Path)):       # read_rows already refused duplicate ids, naming both lines
         read, mode = read_rows(input, mode, needs_reference=needs_reference, skip_invalid=job.skip_invalid)
-        rows, skipped = read.rows, read.skipped
+        rows, skipped, lines = read.rows, read.skipped, read.lines
     else:
         rows = list(input)
         mode = mode or (infer_mode(rows[0]) if rows else "absolute")
         for n, row in enumerate(rows, 1):
             check_row(row, "<rows>", n, mode, needs_reference)
+        check_unique_ids(rows)
     if job.shard is not None:
         si, sn = parse_shard(job.shard) if isinstance(job.shard, str) else job.shard
-        rows = [rows[k] for k in select_shard(rows, si, sn)]
+        where = str(input) if isinstance(input, (str, Path)) else "<rows>"
+        rows = [rows[k] for k in select_shard(rows, si, sn, lines=lines, path=where)]
     return rows, mode or "absolute", skipped
 
 
@@ -196,6 +199,17 @@ class Job:
         summary = JudgeSummary(estimate={**eng.estimate.to_dict(), "rows": len(self.rows)})
         return summary
 
+    def _announce_wait(self, eng: Engine, rows: list[dict], led) -> None:
+        """With --rpm/--tpm, say before the first request how long the limits alone will make the
+        job wait (a dry pass renders and counts what would be sent; no request is made)."""
+        dry = make_engine(self.backend, self.eng, led, dry=True)
+        run_sync(judge_rows_async(rows, self.rubric, self.mode, judge=self.backend, config=self.opts,
+                                  engine=dry, prompts_dirs=self.job.prompts_dirs))
+        e = dry.estimate
+        sent = e.requests - e.cached
+        if sent > 0:
+            eng.announce_expected_wait(sent, (e.prompt_tokens + e.max_completion_tokens) / sent)
+
     def _run(self, led) -> tuple[list[dict], JudgeSummary]:
         rows, method = self.rows, resolve_method(self.opts, self.backend)
         use_keys = led is not None and self.engine is None
@@ -218,6 +232,8 @@ class Job:
                 todo = [k for k in todo if vkeys[k] not in known]
             batch_report = self._batch([rows[k] for k in todo], led) if (self.eng.batch and todo) else None
             eng = self.engine or make_engine(self.backend, self.eng, led, budget=self.budget)
+            if (eng.rpm or eng.tpm) and todo:
+                self._announce_wait(eng, [rows[k] for k in todo], led)
             self._judge(todo, done, method, eng, journal)
             out_rows = [done[k] for k in range(len(rows))]
             if vkeys:
