@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rlaif.errors import RlaifError
 from rlaif.train import losses
-from rlaif.train.loop import Run, TrainConfig
+from rlaif.train.loop import Run, TrainConfig, batch_logps
 
 
 @dataclass
@@ -82,8 +82,9 @@ def _as_completion(prompt, text: str):
 def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPOConfig) -> dict:
     """Generate and score one micro-batch of prompts -> the tensors the loss needs + metrics."""
     import torch
+    from accelerate.utils import send_to_device
 
-    from rlaif.train.data import collate_sequences, pad_id_of, render_prompt
+    from rlaif.train.data import pad_id_of, render_prompt
     from rlaif.train.lora import reference
     from rlaif.train.rewards import score
 
@@ -99,16 +100,15 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
                                   columns), dtype=torch.float32)
     rewards = losses.combine_rewards(per_func, weights)
     adv, zero = losses.group_advantages(rewards, G, cfg.scale_rewards)
-    seq = collate_sequences([p for p in prompt_ids for _ in range(G)], [c if c else [pad_id_of(run.tok)] for c in comp_ids],
-                            pad_id_of(run.tok))
-    seq = {k: v.to(run.device) for k, v in seq.items()}
+    seq = collate_group(prompt_ids, comp_ids, G, pad_id_of(run.tok), run.layout)
+    seq = send_to_device(seq, run.device)
     inner = run.lp_model          # the wrapped module: FSDP gathers shards, DDP skips bookkeeping under no_grad
     with torch.no_grad(), run.acc.autocast():
-        old = inner(seq["input_ids"], seq["attention_mask"], seq["completion_mask"]) if cfg.num_iterations > 1 else None
+        old = batch_logps(inner, seq) if cfg.num_iterations > 1 else None
         ref = None
         if cfg.beta:
             with reference(run.model):
-                ref = inner(seq["input_ids"], seq["attention_mask"], seq["completion_mask"])
+                ref = batch_logps(inner, seq)
     scored = rewards[~torch.isnan(rewards)]
     m = {"reward": scored.mean() if scored.numel() else torch.tensor(math.nan),
          "reward_std": scored.std() if scored.numel() > 1 else torch.tensor(0.0),
@@ -123,9 +123,21 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
     return {"seq": seq, "adv": adv.to(run.device), "old": old, "ref": ref, "metrics": m, "texts": texts}
 
 
+def collate_group(prompt_ids: list[list[int]], comp_ids: list[list[int]], G: int, pad: int, layout=None) -> dict:
+    """The loss batch of one round: prompt i's G completions are sequences i*G .. i*G+G-1. Padded,
+    or packed with a layout (the prompt read once for its whole group when it shares prompts). An
+    empty completion is scored as one pad token, as before."""
+    from rlaif.train.data import collate_packed, collate_sequences
+
+    comps = [c if c else [pad] for c in comp_ids]
+    if layout is not None:
+        return collate_packed(prompt_ids, [comps[i * G:(i + 1) * G] for i in range(len(prompt_ids))], pad, layout)
+    return collate_sequences([p for p in prompt_ids for _ in range(G)], comps, pad)
+
+
 def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None = None):
     seq = r["seq"]
-    logps = run.lp_model(seq["input_ids"], seq["attention_mask"], seq["completion_mask"])
+    logps = batch_logps(run.lp_model, seq)
     mask = seq["completion_mask"][:, 1:]
     old = r["old"] if r["old"] is not None else logps.detach()
     return losses.grpo_loss(logps, old, r["ref"], r["adv"], mask, beta=cfg.beta, eps_low=cfg.epsilon,
