@@ -94,7 +94,9 @@ def build_packed(docs: list[tuple[list[int], list[list[int]], list[int]]], n_seq
     pieces = []          # per document: token ids, positions, branch ids, and its scored tokens
     out_width = 0
     for prompt, conts, seqs in docs:
-        cut = [c if max_length is None else c[:max(0, max_length - len(prompt))] for c in conts]
+        if max_length is not None:          # keep the start, as the padded layout does
+            prompt = prompt[:max_length]
+        cut = [c if max_length is None else c[:max_length - len(prompt)] for c in conts]
         if not layout.share_prompt:   # one document per continuation, the prompt repeated
             split = [(prompt, [c], [s]) for c, s in zip(cut, seqs)]
         else:
