@@ -540,6 +540,12 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on where CUDA supports it")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each decoder layer (GPU: ~1.8x tokens/s on a 1.25B model; the first steps compile)")
+    p.add_argument("--no-packing", action="store_true",
+                   help="one padded sequence per row (packing is exact; off: for debugging)")
+    p.add_argument("--no-share-prompt", action="store_true",
+                   help="DPO/GRPO: run each continuation with its own copy of the prompt (sharing is exact)")
+    p.add_argument("--logp-kernel", default="auto", choices=["auto", "torch", "checkpoint", "liger"],
+                   help="LM-head log-probs: auto = Liger's fused kernel on CUDA where installed and exact, else torch")
     p.add_argument("--split", default="train", help="dataset split, for dataset folders with several")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -554,7 +560,8 @@ def _train_kwargs(args) -> dict:
                 lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
-                split=args.split, progress=not args.quiet, compile=args.compile)
+                split=args.split, progress=not args.quiet, compile=args.compile, packing=not args.no_packing,
+                share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
 
 
 def _print_summary(summary: dict) -> None:

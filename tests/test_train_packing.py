@@ -38,6 +38,9 @@ def test_pair_layout_by_hand():
     # without sharing: one document per continuation, the prompt repeated; max_length cuts continuations
     q = build_packed([([5, 6, 7], [[8, 9], [10]], [0, 1])], 2, 0, Layout(share_prompt=False), max_length=4)
     assert q["input_ids"].tolist() == [[5, 6, 7, 8], [5, 6, 7, 10]] and q["labels"].tolist() == [8, 10]
+    v = build_packed(docs, 6, 0, Layout(share_prompt=False, mask="varlen"))    # flash-attention: one flat row
+    assert v["input_ids"].tolist() == [[5, 6, 7, 8, 9, 5, 6, 7, 10, 1, 2, 1, 3, 4, 11, 4, 12]]
+    assert v["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 0, 1, 0, 1, 0, 1]]
     assert round_width(65, ladder=True) == 96 and round_width(97, ladder=True) == 128 and round_width(65, 64) == 128
 
 
@@ -122,7 +125,7 @@ def test_grpo_group_shares_its_prompt_with_the_unpacked_logps():
                                                                                if p.requires_grad])
     gb = torch.autograd.grad((b * torch.arange(b.numel()).view_as(b)).sum(), [p for p in model.parameters()
                                                                                if p.requires_grad])
-    assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(ga, gb))
+    assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(ga, gb, strict=True))
 
 
 def test_a_model_without_mask_support_takes_padded_batches(capsys):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 
 LOGP_CHUNK = 1024        # scored positions per LM-head chunk: 1024 × 49k vocab × 4 B ≈ 200 MB per chunk
+KERNELS = ("auto", "torch", "checkpoint", "liger")
 _said: set[str] = set()
 
 
@@ -97,12 +98,14 @@ def head_logps(h, weight, bias, labels, chunk: int = LOGP_CHUNK, kernel: str = "
     if h.size(0) == 0:
         return h.new_zeros(0, dtype=torch.float32)
     head_trains = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown log-prob kernel '{kernel}' ({', '.join(KERNELS)})")
+    if kernel == "liger" and not h.is_cuda:
+        raise ValueError("the liger log-prob kernel runs on CUDA only; use auto or torch")
     if kernel == "checkpoint" or head_trains:
         return _checkpointed(h, weight, bias, labels, chunk)
     if kernel in ("auto", "liger") and h.is_cuda and liger_usable(h.device, required=kernel == "liger"):
         return _liger_logps(h, weight, bias, labels)
-    if kernel not in ("auto", "torch", "liger"):
-        raise ValueError(f"unknown log-prob kernel '{kernel}' (auto, torch, checkpoint, liger)")
     if not (torch.is_grad_enabled() and h.requires_grad):
         return _chunks(h, weight, bias, labels, chunk, want_jac=False)[0]
     _FN = _FN or _make_fn()

@@ -64,7 +64,7 @@ class TrainConfig:
     compile: bool = False                  # torch.compile each decoder layer (GPU speed; the first steps compile)
     packing: bool = True                   # several sequences per row, no padding between them (exact)
     share_prompt: bool = True              # DPO pair / GRPO group: the prompt read once for its continuations (exact)
-    logp_kernel: str = "auto"              # auto (Liger on CUDA where installed and checked, else torch) | torch | liger
+    logp_kernel: str = "auto"              # auto: Liger on CUDA where installed and checked, else torch
 
     @property
     def pad_multiple(self) -> int:
@@ -93,11 +93,14 @@ def _fast_head_ok(lm) -> bool:
     return type(head) is torch.nn.Linear and getattr(lm, lm.base_model_prefix, None) is not None
 
 
-def compile_layers(model) -> int:
+def compile_layers(model, dynamic: bool | None = False) -> int:
     """torch.compile every decoder layer in place: the repeated block (attention, MLP, norms, RoPE,
     the LoRA branches) becomes fused kernels, one compiled graph shared by all layers; the chunked
-    LM head and the losses stay eager. The adapter on/off switch of the reference pass and padded
-    lengths are guarded, so a few variants compile during the first steps. Returns the count."""
+    LM head and the losses stay eager. The adapter on/off switch of the reference pass and the row
+    width are guarded: with static shapes (dynamic=False) and batches whose widths come from a short
+    ladder (packing.WIDTH_LADDER) and whose row count is fixed, each (variant, width) compiles once,
+    during the first steps that see it, and never again (dynamic=None recompiled as dynamic on the
+    second width seen, inside a timed window). Returns the count."""
     import torch
 
     lm = _causal_lm(model)
@@ -107,8 +110,16 @@ def compile_layers(model) -> int:
     # variants per layer: adapters on/off x grad on/off x a few padded lengths
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     for layer in layers:
-        layer.compile(dynamic=None)
+        layer.compile(dynamic=dynamic)
     return len(layers)
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process (a count that stops growing once every variant
+    and width has been seen: a rise in a late step is a recompile)."""
+    import torch
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 def _make_logprob_module():
@@ -121,7 +132,11 @@ def _make_logprob_module():
         function) so accelerate/DDP/FSDP wrap the call that owns the parameters."""
 
         def __init__(self, model, kernel: str = "auto"):
+            from rlaif.train.logps import KERNELS
+
             super().__init__()
+            if kernel not in KERNELS:
+                raise RlaifError(f"unknown log-prob kernel '{kernel}'; choose one of {', '.join(KERNELS)}")
             self.model = model
             self.fast = _fast_head_ok(_causal_lm(model))
             self.kernel = kernel
@@ -254,12 +269,12 @@ class Run:
             model.config.use_cache = False
         model = add_lora(model, self.cfg.lora, self.cfg.adapter)
         disable_dropout(model)
-        if self.cfg.compile:
-            compile_layers(model)
+        self.layout = layout_for(model, self.cfg, self.main)
+        if self.cfg.compile:     # static shapes with the packed layout's width ladder; padded batches: dynamic
+            compile_layers(model, dynamic=False if self.layout is not None else None)
         self.tok = tok
         self.peft_model = model
         self.lp_model = _make_logprob_module()(model, self.cfg.logp_kernel)
-        self.layout = layout_for(model, self.cfg, self.main)
         return model, tok
 
     def prepare(self, n_rows: int, collate, rows_per_micro: int | None = None):
@@ -383,6 +398,8 @@ class Run:
     def log(self, metrics: dict, keys: tuple = ()) -> dict:
         metrics = dict(step=self.step, lr=self.sched.get_last_lr()[0], **metrics,
                        elapsed_s=round(time.time() - self.t0, 3))
+        if self.cfg.compile:
+            metrics["compiled_graphs"] = compiled_graphs()
         if self.main:
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")

@@ -11,7 +11,8 @@ which a token sees the earlier tokens of its own document that are either prompt
 of its own continuation (so rejected tokens never see chosen ones). Every token then has exactly
 the keys, values and positions it would have in its own unpacked row: the log-probs and their
 gradients are the unpacked ones (up to float rounding). Several short documents also share a row
-(first-fit, never wider than the widest document, so attention cost per row does not grow).
+(first-fit, never wider than the widest document, so attention cost per row does not grow; for
+flash-attention all of them in one row, as its varlen path needs).
 
 Attention back ends: SDPA takes a boolean (rows, 1, W, W) mask, eager a float additive one, flex
 attention a BlockMask (built from the same rule). Flash-attention's varlen path cannot express
@@ -29,7 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MASKED_IMPLS = ("sdpa", "eager", "flex_attention")
-VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn", "kernels-community/flash-attn3")
+VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn",
+                "kernels-community/flash-attn3")
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,12 @@ def build_packed(docs: list[tuple[list[int], list[list[int]], list[int]]], n_seq
             prompt = prompt[:max_length]
         cut = [c if max_length is None else c[:max_length - len(prompt)] for c in conts]
         if not layout.share_prompt:   # one document per continuation, the prompt repeated
-            split = [(prompt, [c], [s]) for c, s in zip(cut, seqs)]
+            split = [(prompt, [c], [s]) for c, s in zip(cut, seqs, strict=True)]
         else:
             split = [(prompt, cut, seqs)]
         for p, cs, ss in split:
             ids, pos, br, scored = list(p), list(range(len(p))), [0] * len(p), []
-            for k, (c, s) in enumerate(zip(cs, ss), start=1):
+            for k, (c, s) in enumerate(zip(cs, ss, strict=True), start=1):
                 start = len(ids)
                 ids += c
                 pos += range(len(p), len(p) + len(c))
@@ -116,6 +118,9 @@ def build_packed(docs: list[tuple[list[int], list[list[int]], list[int]]], n_seq
                     scored.append((src, t, s, len(p) + j - 1, start + j))
             pieces.append((ids, pos, br, scored))
     width = max(len(x[0]) for x in pieces)
+    if layout.mask == "varlen" and layout.pack:
+        # flash-attention's varlen path reads boundaries from position ids of one flattened row only
+        width = sum(len(x[0]) for x in pieces)
     rows: list[list[int]] = []         # document indices per row, first-fit in the given order
     fill: list[int] = []
     for i, piece in enumerate(pieces):
@@ -154,7 +159,8 @@ def build_packed(docs: list[tuple[list[int], list[list[int]], list[int]]], n_seq
         position_ids[r, off:] = torch.arange(W - off)
     return {"input_ids": input_ids, "position_ids": position_ids, "doc": doc, "branch": branch,
             "src": torch.tensor(src, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
-            "out": torch.tensor(out, dtype=torch.long), "tok": torch.tensor(tok, dtype=torch.long), "out_shape": (n_seqs, out_width),
+            "out": torch.tensor(out, dtype=torch.long), "tok": torch.tensor(tok, dtype=torch.long),
+            "out_shape": (n_seqs, out_width),
             "mask_kind": layout.mask}
 
 
