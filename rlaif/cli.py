@@ -593,7 +593,8 @@ def cmd_train_grpo(args) -> int:
                               num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                               temperature=args.temperature, beta=args.beta, epsilon=args.epsilon,
                               epsilon_high=args.epsilon_high, loss_type=args.loss, scale_rewards=args.scale_rewards,
-                              num_iterations=args.num_iterations, **_train_kwargs(args)))
+                              num_iterations=args.num_iterations, use_vllm=args.use_vllm, vllm_mode=args.vllm_mode,
+                              vllm_server_url=args.vllm_server_url, **_train_kwargs(args)))
     return 0
 
 
@@ -638,6 +639,11 @@ def add_training(sub) -> None:
     g.add_argument("--loss", choices=["grpo", "dr_grpo", "dapo"], default="dapo")
     g.add_argument("--scale-rewards", choices=["group", "batch", "none"], default="group")
     g.add_argument("--num-iterations", type=int, default=1, help="optimiser steps per generated batch (μ)")
+    g.add_argument("--use-vllm", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate with vLLM (default: when installed and CUDA runs; else transformers generate)")
+    g.add_argument("--vllm-mode", choices=["colocate", "server"], default="colocate",
+                   help="colocate: vLLM in this process, asleep between rounds; server: --vllm-server-url")
+    g.add_argument("--vllm-server-url", default="http://localhost:8000")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
     e = sub.add_parser("export", help="export a trained adapter, merged into its base or alone")
