@@ -6,7 +6,9 @@
 #   2. rlaif --compile: MFU as the median over >= 50 timed steps (target >= 35%), compiled-graph count per
 #      step (it must stop growing after the first steps: no recompiles);
 #   3. the largest batch that fits, rlaif vs TRL, at that fixed sequence length;
-#   4. GRPO generation tokens/s, vLLM vs transformers generate, when vLLM is installed (else: skipped, said).
+#   4. GRPO generation tokens/s, vLLM vs transformers generate (bench/grpo_generation.py, rlaif's own samplers),
+#      when vLLM is installed on the device (its wheel is too large to carry: else skipped, said). Not covered:
+#      a GRPO step's wall time vs TRL's GRPOTrainer with vLLM colocate.
 # Each part has its own timeout inside the 8-minute budget; results go to $OUT (json + logs).
 # NOT RUN YET: written and checked by reading only (no GPU was lent to the session that wrote it).
 #
@@ -49,10 +51,11 @@ run() {  # name, timeout cap, args...
     | tee "$OUT/$name.log" | grep -v '^  *[0-9.]*,\?$' | tail -45
   # (a timed-out run ends its worker itself: train_throughput.py kills its child on SIGTERM)
 }
-run dpo_b8 110 --batch-size 8 --steps 12 --warmup 4 --gc off
-run dpo_b32 150 --batch-size 32 --steps 10 --warmup 4 --gc off
-run compile_b32 200 --batch-size 32 --steps 64 --warmup 12 --gc off --workers rlaif --compile
-run max_batch 150 --max-batch --batch-size 32 --steps 2 --warmup 1 --gc off
+# estimated (H200, by arithmetic, not measured): ~70 s, ~90 s, ~150 s (compile ~80 s + 56 steps), ~150 s (5 tries)
+run dpo_b8 90 --batch-size 8 --steps 12 --warmup 4 --gc off
+run dpo_b32 110 --batch-size 32 --steps 10 --warmup 4 --gc off
+run compile_b32 160 --batch-size 32 --steps 56 --warmup 6 --gc off --workers rlaif --compile
+run max_batch 150 --max-batch --batch-size 32 --gc off
 if [ -f bench/grpo_generation.py ] && python3 -c "import vllm" 2>/dev/null && (( $(left) > 60 )); then
   echo "== grpo_generation (timeout $(left)s)"
   timeout "$(left)" python3 bench/grpo_generation.py --tokenizer .devbench/tok --json "$OUT/grpo_generation.json" \

@@ -140,3 +140,21 @@ def test_a_model_without_mask_support_takes_padded_batches(capsys):
     assert layout_for(other, TrainConfig()) is None
     assert layout_for(other, TrainConfig()) is None
     assert capsys.readouterr().err.count("packed batches are off") == 1        # said once
+
+
+def test_reward_model_reads_each_sequence_last_token_from_a_packed_batch():
+    """The reward-model path: the hidden state at each sequence's last token, read from a packed pair
+    batch, equals the padded forward's hidden state at that sequence's last token."""
+    from rlaif.train.loop import packed_hidden_states
+
+    model, tok = _lora_model()
+    ex, _ = tokenize_pairs(tok, read_rows(pair_rows(3)), max_length=None)
+    padded = collate_pairs(ex, tok.pad_token_id)
+    packed = collate_pairs(ex, tok.pad_token_id, None, 1, Layout())["packed"]
+    with torch.no_grad():
+        h = packed_hidden_states(model, packed)[last_token_index(packed)]
+        lm = model.get_base_model()
+        full = lm.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).last_hidden_state
+        last = padded["attention_mask"].sum(1) - 1
+        ref = full[torch.arange(full.size(0)), last]
+    assert h.shape == ref.shape and torch.allclose(h, ref, atol=1e-5)

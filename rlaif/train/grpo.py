@@ -38,7 +38,7 @@ class GRPOConfig(TrainConfig):
     num_iterations: int = 1            # μ: optimiser steps per generated batch
     batch_size: int = 2                # prompts per micro-batch (× G completions)
     learning_rate: float = 1e-5
-    use_vllm: bool | None = None       # None: vLLM when it is installed and CUDA is available (else generate, said once)
+    use_vllm: bool | None = None       # None: vLLM where installed and CUDA runs (else generate, said once)
     vllm_mode: str = "colocate"        # colocate: in this process, asleep between rounds | server: vllm_server_url
     vllm_server_url: str = "http://localhost:8000"
     vllm_server_timeout: float = 600.0

@@ -172,6 +172,19 @@ def _make_logprob_module():
     return LogProbModel
 
 
+def packed_hidden_states(model, packed: dict):
+    """Final hidden states (rows × W, H) of a packed batch (packing.build_packed) through the model's
+    transformer without its head: index them with packing.last_token_index to read each sequence's
+    last token, where a reward model's score head reads it (a sequence-classification model's own
+    forward finds that token from pad ids, which a packed row does not have)."""
+    from rlaif.train.packing import attention_inputs
+
+    lm = _causal_lm(model)
+    backbone = getattr(lm, lm.base_model_prefix)
+    kw = attention_inputs(packed, lm.dtype)
+    return backbone(input_ids=packed["input_ids"], use_cache=False, **kw).last_hidden_state.flatten(0, 1)
+
+
 def batch_logps(lp_model, batch: dict):
     """Per-token log-probs (S, T-1) of a collated batch, packed (batch["packed"]) or padded."""
     if "packed" in batch:
