@@ -60,6 +60,9 @@ def test_head_logps_value_and_gradient_are_exact():
         assert torch.allclose(head_logps(h, w, b, lab, chunk=7), ref, atol=1e-5)
     with pytest.raises(ValueError):
         head_logps(h, w, b, lab, kernel="nope")
+    from rlaif.train.logps import chunk_rows
+
+    assert chunk_rows(49152) == 640 and chunk_rows(128256) == 256 and chunk_rows(100) == 4096
 
 
 def _lora_model():

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import sys
 
-LOGP_CHUNK = 1024        # scored positions per LM-head chunk: 1024 × 49k vocab × 4 B ≈ 200 MB per chunk
+LOGIT_BYTES = 2 ** 27   # float32 logits alive per LM-head chunk: 128 MB (683 rows of a 49k vocab, 256 of 128k)
+
+
+def chunk_rows(vocab: int) -> int:
+    """Scored positions per LM-head chunk: ~LOGIT_BYTES of float32 logits, a multiple of 64 rows in [64, 4096]
+    (still a large matmul on a GPU; a small peak on a CPU)."""
+    return max(64, min(4096, LOGIT_BYTES // (4 * vocab) // 64 * 64))
 KERNELS = ("auto", "torch", "checkpoint", "liger")
 _said: set[str] = set()
 
@@ -88,13 +94,14 @@ def _checkpointed(h, weight, bias, labels, chunk):
     return torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
 
 
-def head_logps(h, weight, bias, labels, chunk: int = LOGP_CHUNK, kernel: str = "auto"):
+def head_logps(h, weight, bias, labels, chunk: int | None = None, kernel: str = "auto"):
     """log p(labels[i] | h[i]) under the linear head (weight, bias): h (N, H), labels (N,) -> (N,) float32.
     kernel: "auto" (Liger on CUDA where installed and checked, else torch), "torch", "checkpoint"
     (the checkpointed chunk loop; also taken when the head trains), "liger" (error if unusable)."""
     import torch
 
     global _FN
+    chunk = chunk or chunk_rows(weight.size(0))
     if h.size(0) == 0:
         return h.new_zeros(0, dtype=torch.float32)
     head_trains = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
@@ -166,4 +173,4 @@ def liger_usable(device, required: bool = False) -> bool:
     return ok
 
 
-__all__ = ["head_logps", "liger_usable", "LOGP_CHUNK", "say_once"]
+__all__ = ["head_logps", "liger_usable", "chunk_rows", "say_once"]
