@@ -161,3 +161,25 @@ def test_reward_model_reads_each_sequence_last_token_from_a_packed_batch():
         last = padded["attention_mask"].sum(1) - 1
         ref = full[torch.arange(full.size(0)), last]
     assert h.shape == ref.shape and torch.allclose(h, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("ref", ["adapter-disabled", "ref-adapter"])
+@pytest.mark.parametrize("loss_type", ["sigmoid"] + [pytest.param(x, marks=pytest.mark.slow)
+                                                     for x in ("ipo", "hinge", "robust")])
+def test_packed_batches_still_match_trl(tmp_path, monkeypatch, loss_type, ref):
+    """The TRL differential test of test_train_dpo.py, unchanged, with our side fed packed batches
+    (prompt | chosen | rejected documents, packed rows) instead of padded ones."""
+    import rlaif.train.data as data
+    from tests.test_train_dpo import test_matches_trl_dpo_loss_and_lora_gradients as trl_test
+
+    padded = data.collate_pairs
+    used = []
+
+    def packed(examples, pad_id, max_length=None, pad_multiple=1, layout=None):
+        b = padded(examples, pad_id, max_length, pad_multiple, Layout())
+        used.append(b["packed"]["input_ids"].shape)
+        return b
+
+    monkeypatch.setattr(data, "collate_pairs", packed)
+    trl_test(tmp_path, loss_type, ref)
+    assert used and used[0][0] <= 4            # 4 pairs: one document each, not 8 padded rows
