@@ -38,6 +38,12 @@ def test_pair_layout_by_hand():
     # without sharing: one document per continuation, the prompt repeated; max_length cuts continuations
     q = build_packed([([5, 6, 7], [[8, 9], [10]], [0, 1])], 2, 0, Layout(share_prompt=False), max_length=4)
     assert q["input_ids"].tolist() == [[5, 6, 7, 8], [5, 6, 7, 10]] and q["labels"].tolist() == [8, 10]
+    # the flex-attention mask_mod states the same rule, token by token
+    from rlaif.train.packing import flex_mask_mod
+
+    q, kv = torch.arange(6)[:, None], torch.arange(6)[None, :]
+    for r in range(2):
+        assert torch.equal(flex_mask_mod(p["doc"], p["branch"])(torch.tensor(r), 0, q, kv), m[r])
     v = build_packed(docs, 6, 0, Layout(share_prompt=False, mask="varlen"))    # flash-attention: one flat row
     assert v["input_ids"].tolist() == [[5, 6, 7, 8, 9, 5, 6, 7, 10, 1, 2, 1, 3, 4, 11, 4, 12]]
     assert v["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 0, 1, 0, 1, 0, 1]]
@@ -183,3 +189,24 @@ def test_packed_batches_still_match_trl(tmp_path, monkeypatch, loss_type, ref):
     monkeypatch.setattr(data, "collate_pairs", packed)
     trl_test(tmp_path, loss_type, ref)
     assert used and used[0][0] <= 4            # 4 pairs: one document each, not 8 padded rows
+
+
+def test_flex_block_mask_gives_the_sdpa_attention():
+    """flex attention's BlockMask, built from the same rule, attends exactly like the SDPA boolean mask
+    (flex run eagerly here; a GPU compiles it)."""
+    import warnings
+
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from rlaif.train.packing import attention_inputs
+
+    docs = [([5, 6, 7], [[8, 9], [10]], [0, 3]), ([1], [[2], [3]], [1, 4]), ([4], [[11], [12]], [2, 5])]
+    p = build_packed(docs, 6, 0, Layout(mask="flex_attention"))
+    block = attention_inputs(p, torch.float32)["attention_mask"]
+    q, k, v = torch.randn(3, 2, 2, 6, 8).unbind(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = flex_attention(q, k, v, block_mask=block)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed(p["doc"], p["branch"])[:, None])
+    assert torch.allclose(out, ref, atol=1e-5)

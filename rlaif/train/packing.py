@@ -177,6 +177,15 @@ def allowed(doc, branch):
     return (same & own & causal) | eye
 
 
+def flex_mask_mod(doc, branch):
+    """`allowed` as a flex-attention mask_mod (b, h, q, kv) -> bool, for create_block_mask."""
+    def mask_mod(b, h, q, kv):
+        return (((doc[b, q] == doc[b, kv]) & (doc[b, kv] >= 0) & (kv <= q)
+                 & ((branch[b, kv] == 0) | (branch[b, kv] == branch[b, q]))) | (q == kv))
+
+    return mask_mod
+
+
 def attention_inputs(packed: dict, dtype) -> dict:
     """Keyword arguments for the transformer's forward: the 4D mask in the form the attention back
     end takes (or none for varlen: position ids carry the boundaries) and the position ids."""
@@ -190,12 +199,9 @@ def attention_inputs(packed: dict, dtype) -> dict:
     if kind == "flex_attention":
         from torch.nn.attention.flex_attention import create_block_mask
 
-        def mask_mod(b, h, q, kv):
-            return (((doc[b, q] == doc[b, kv]) & (doc[b, kv] >= 0) & (kv <= q)
-                     & ((branch[b, kv] == 0) | (branch[b, kv] == branch[b, q]))) | (q == kv))
-
         R, W = doc.shape
-        return {"attention_mask": create_block_mask(mask_mod, R, None, W, W, device=doc.device), "position_ids": pos}
+        mask = create_block_mask(flex_mask_mod(doc, branch), R, None, W, W, device=doc.device)
+        return {"attention_mask": mask, "position_ids": pos}
     m = allowed(doc, branch)[:, None]
     if kind == "eager":
         m = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, torch.finfo(dtype).min)
@@ -223,5 +229,5 @@ def last_token_index(packed: dict):
     return torch.where(hit.any(1), packed["tok"][hit.float().argmax(1)], at)
 
 
-__all__ = ["Layout", "packing_support", "build_packed", "attention_inputs", "scatter_logps", "allowed",
+__all__ = ["Layout", "packing_support", "build_packed", "attention_inputs", "scatter_logps", "allowed", "flex_mask_mod",
            "round_width", "last_token_index", "WIDTH_LADDER"]
