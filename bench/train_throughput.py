@@ -321,6 +321,8 @@ def main():
         print("RESULT " + json.dumps(worker(args)), flush=True)
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # `timeout`: end the running worker too
+    if args.max_batch and not cuda:
+        raise SystemExit("--max-batch searches for the GPU's out-of-memory point: it needs CUDA")
     if args.table or args.max_batch:
         out = table(args, cuda) if args.table else max_batch(args)
         if args.json:
@@ -328,6 +330,15 @@ def main():
                 json.dump({"table" if args.table else "max_batch": out}, f, indent=2)
         return
     results = {w: spawn(args, w) for w in args.order.split(",") if w in args.workers.split(",")}
+    oom = [w for w, r in results.items() if r is None]
+    if oom:                           # e.g. TRL at a batch only rlaif fits: say so instead of a ratio
+        print(json.dumps({"out_of_memory": oom, "batch_pairs": args.batch_size,
+                          "ran": {w: {k: r[k] for k in ("tokens_per_s", "peak_mem_gb") if k in r}
+                                  for w, r in results.items() if r is not None}}, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"out_of_memory": oom, "workers": results}, f, indent=2)
+        return
     if "trl" not in results:          # rlaif alone: its own figures, no ratio
         r = results["rlaif"]
         r.update(compile=args.compile, levers=lever_text(args), load_average=os.getloadavg())
