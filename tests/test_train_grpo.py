@@ -93,3 +93,78 @@ def test_crashed_grpo_resumes_exactly(tmp_path):
     for x, y in zip(a, b):
         for k in ("loss", "reward", "kl", "completion_length"):
             assert x[k] == pytest.approx(y[k], abs=1e-6), (x["step"], k)
+
+
+def test_generation_falls_back_to_transformers_said_once(tmp_path, capsys):
+    """No vLLM / no GPU here: use_vllm=None samples with transformers generate and says so once per
+    process; use_vllm=True is a clear error instead of a silent fallback."""
+    from rlaif.train import logps
+
+    logps._said.clear()
+    for name in ("a", "b"):
+        model, tok = tiny_lm()
+        train_grpo(PROMPTS, model=model, tokenizer=tok, rewards=[short_answer], max_steps=1, batch_size=2,
+                   num_generations=2, max_completion_length=4, output_dir=str(tmp_path / name), progress=False)
+    assert capsys.readouterr().err.count("GRPO generates with transformers generate") == 1
+    model, tok = tiny_lm()
+    with pytest.raises(RlaifError, match="vllm|vLLM"):
+        train_grpo(PROMPTS, model=model, tokenizer=tok, rewards=[short_answer], max_steps=1, use_vllm=True,
+                   output_dir=str(tmp_path / "c"), progress=False)
+
+
+def test_vllm_server_protocol_against_a_fake_server(tmp_path):
+    """Server mode's HTTP exchange (the adapter pushed each round, the previous one unloaded, prompt-major
+    completions read as token ids and cut after EOS), against a stand-in for vLLM's OpenAI server."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from rlaif.train.generation import VLLMServerGenerator
+
+    seen = []
+
+    class Fake(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body))
+            out = {}
+            if self.path == "/v1/completions":
+                n = body["n"]
+                out = {"choices": [{"index": i * n + k, "token_ids": [100 + i, 200 + k, EOS, 7]}
+                                   for i in range(len(body["prompt"])) for k in range(n)][::-1]}
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    model, tok = tiny_lm()
+    EOS = tok.eos_token_id
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from peft import LoraConfig, get_peft_model
+
+        peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+        run = SimpleNamespace(model=peft_model, tok=tok, out=tmp_path, step=0, main=True,
+                              acc=SimpleNamespace(wait_for_everyone=lambda: None))
+        cfg = SimpleNamespace(vllm_server_url=f"http://127.0.0.1:{server.server_port}", vllm_server_timeout=10,
+                              num_generations=2, temperature=1.0, top_p=1.0, max_completion_length=8)
+        gen = VLLMServerGenerator(run, cfg)
+        assert gen.generate(run, [[1, 2], [3]], cfg) == [[100, 200, EOS], [100, 201, EOS], [101, 200, EOS],
+                                                          [101, 201, EOS]]
+        run.step = 1
+        gen.generate(run, [[1, 2]], cfg)
+    finally:
+        server.shutdown()
+    paths = [p for p, _ in seen]
+    assert paths == ["/v1/load_lora_adapter", "/v1/completions", "/v1/load_lora_adapter",
+                     "/v1/unload_lora_adapter", "/v1/completions"]
+    assert seen[0][1]["lora_name"] == "rlaif-step-0" and seen[3][1] == {"lora_name": "rlaif-step-0"}
+    assert seen[1][1]["prompt"] == [[1, 2], [3]] and seen[1][1]["model"] == "rlaif-step-0"
+    assert (tmp_path / ".vllm-lora" / "step-1" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / ".vllm-lora" / "step-0").exists()

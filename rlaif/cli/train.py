@@ -39,6 +39,12 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each decoder layer "
                         "(GPU: ~1.8x tokens/s on a 1.25B model; the first steps compile)")
+    p.add_argument("--no-packing", action="store_true",
+                   help="one padded sequence per row (packing is exact; off: for debugging)")
+    p.add_argument("--no-share-prompt", action="store_true",
+                   help="DPO/GRPO: run each continuation with its own copy of the prompt (sharing is exact)")
+    p.add_argument("--logp-kernel", default="auto", choices=["auto", "torch", "checkpoint", "liger"],
+                   help="LM-head log-probs: auto = Liger's fused kernel on CUDA where installed and exact, else torch")
     p.add_argument("--split", default="train", help="dataset split, for dataset folders with several")
     add_quiet(p)
 
@@ -54,7 +60,8 @@ def _train_kwargs(args) -> dict:
                                   target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
-                split=args.split, progress=not args.quiet, compile=args.compile)
+                split=args.split, progress=not args.quiet, compile=args.compile, packing=not args.no_packing,
+                share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
 
 
 def _print_summary(summary: dict) -> None:
@@ -86,7 +93,8 @@ def cmd_train_grpo(args) -> int:
                               num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                               temperature=args.temperature, beta=args.beta, epsilon=args.epsilon,
                               epsilon_high=args.epsilon_high, loss_type=args.loss, scale_rewards=args.scale_rewards,
-                              num_iterations=args.num_iterations, **_train_kwargs(args)))
+                              num_iterations=args.num_iterations, use_vllm=args.use_vllm, vllm_mode=args.vllm_mode,
+                              vllm_server_url=args.vllm_server_url, **_train_kwargs(args)))
     return 0
 
 
@@ -138,6 +146,11 @@ def add_training(sub) -> None:
     g.add_argument("--scale-rewards", choices=["group", "batch", "none"], default="group",
                    help="divide advantages by the reward std of the group, the batch, or not at all")
     g.add_argument("--num-iterations", type=int, default=1, help="optimiser steps per generated batch (μ)")
+    g.add_argument("--use-vllm", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate with vLLM (default: when installed and CUDA runs; else transformers generate)")
+    g.add_argument("--vllm-mode", choices=["colocate", "server"], default="colocate",
+                   help="colocate: vLLM in this process, asleep between rounds; server: --vllm-server-url")
+    g.add_argument("--vllm-server-url", default="http://localhost:8000", help="vLLM server for --vllm-mode server")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
     e = parser(sub, "export", help="export a trained adapter, merged into its base or alone",

@@ -265,14 +265,45 @@ def collate_sequences(prompts: list[list[int]], completions: list[list[int]], pa
             "completion_mask": pad_right(cmask, 0, k)}
 
 
-def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1) -> dict:
+def collate_packed(prompts: list[list[int]], groups: list[list[list[int]]], pad_id: int, layout,
+                   max_length: int | None = None) -> dict:
+    """A packed batch (packing.build_packed) of prompts, each with its group of continuations; the
+    sequences are numbered group by group (prompt 0's continuations first). Holds `packed` for the
+    forward and the padded attention_mask / completion_mask of the same sequences (S, T) for the
+    losses and token counts."""
+
+    docs, seq_p, seq_c = [], [], []
+    for p, conts in zip(prompts, groups):
+        docs.append((p, conts, list(range(len(seq_c), len(seq_c) + len(conts)))))
+        seq_p += [p] * len(conts)
+        seq_c += conts
+    return _packed_batch(docs, seq_p, seq_c, pad_id, layout, max_length)
+
+
+def _packed_batch(docs, seq_p, seq_c, pad_id, layout, max_length) -> dict:
+    from rlaif.train.packing import build_packed
+
+    batch = collate_sequences(seq_p, seq_c, pad_id, max_length)
+    del batch["input_ids"]                  # the forward reads the packed rows
+    batch["packed"] = build_packed(docs, len(seq_c), pad_id, layout, max_length)
+    return batch
+
+
+def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1,
+                  layout=None) -> dict:
     """A DPO batch: the B chosen sequences then the B rejected ones, in one padded (2B, T) batch
-    (one forward pass for both halves)."""
+    (one forward pass for both halves); with a packing `layout`, one document per pair
+    (prompt | chosen | rejected) instead, packed (`batch["packed"]`)."""
     import torch
 
     prompts = [e["prompt_ids"] for e in examples] * 2
     comps = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-    batch = collate_sequences(prompts, comps, pad_id, max_length, pad_multiple)
+    if layout is not None:
+        B = len(examples)
+        docs = [(e["prompt_ids"], [e["chosen_ids"], e["rejected_ids"]], [i, B + i]) for i, e in enumerate(examples)]
+        batch = _packed_batch(docs, prompts, comps, pad_id, layout, max_length)
+    else:
+        batch = collate_sequences(prompts, comps, pad_id, max_length, pad_multiple)
     if "p_chosen" in examples[0]:
         batch["p_chosen"] = torch.tensor([e["p_chosen"] for e in examples], dtype=torch.float32)
     if "ref_chosen_logps" in examples[0]:
@@ -281,7 +312,12 @@ def collate_pairs(examples: list[dict], pad_id: int, max_length: int | None = No
     return batch
 
 
-def collate_demos(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1) -> dict:
+def collate_demos(examples: list[dict], pad_id: int, max_length: int | None = None, pad_multiple: int = 1,
+                  layout=None) -> dict:
+    """An SFT batch: padded, or packed (several demonstrations per row) with a packing `layout`."""
+    if layout is not None:
+        return collate_packed([e["prompt_ids"] for e in examples], [[e["completion_ids"]] for e in examples],
+                              pad_id, layout, max_length)
     return collate_sequences([e["prompt_ids"] for e in examples], [e["completion_ids"] for e in examples],
                              pad_id, max_length, pad_multiple)
 
@@ -291,4 +327,4 @@ def pad_id_of(tok) -> int:
 
 
 __all__ = ["Rows", "read_rows", "encode", "render_prompt", "tokenize_pairs", "tokenize_demos", "best_demos",
-           "read_prompts", "collate_pairs", "collate_demos", "collate_sequences", "pad_id_of", "Path"]
+           "read_prompts", "collate_pairs", "collate_demos", "collate_sequences", "collate_packed", "pad_id_of", "Path"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from rlaif.errors import RlaifError
 from rlaif.train import losses
-from rlaif.train.loop import Run, TrainConfig
+from rlaif.train.loop import Run, TrainConfig, batch_logps
 from rlaif.train.loop import with_overrides as _with
 
 
@@ -31,22 +31,23 @@ DPO_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "lo
 
 
 def dpo_batch_loss(lp_model, ref_model, batch: dict, cfg: DPOConfig) -> tuple:
-    """Loss and metrics of one DPO micro-batch. `lp_model(ids, attn, cmask)` gives per-token
-    log-probs (policy); `ref_model` is the peft model (reference via lora.reference) or None when
-    the batch carries precomputed reference log-probs."""
+    """Loss and metrics of one DPO micro-batch (padded, or packed: one prompt | chosen | rejected
+    document per pair). `lp_model` gives per-token log-probs (policy); `ref_model` is the peft
+    model (reference via lora.reference) or None when the batch carries precomputed reference
+    log-probs."""
     import torch
 
     from rlaif.train.lora import reference
 
-    ids, attn, cmask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    per_tok = lp_model(ids, attn, cmask)
+    cmask = batch["completion_mask"]
+    per_tok = batch_logps(lp_model, batch)
     logps = per_tok.sum(-1)
     chosen, rejected = logps.chunk(2)
     if "ref_chosen_logps" in batch:
         ref_chosen, ref_rejected = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
     else:
         with torch.no_grad(), reference(ref_model):
-            ref_chosen, ref_rejected = _ref_forward(lp_model, ids, attn, cmask).sum(-1).chunk(2)
+            ref_chosen, ref_rejected = _ref_forward(lp_model, batch).sum(-1).chunk(2)
     lengths = cmask[:, 1:].sum(-1).float()
     c_len, r_len = lengths.chunk(2)
     per_pair = losses.dpo_losses(chosen, rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss_type,
@@ -59,15 +60,16 @@ def dpo_batch_loss(lp_model, ref_model, batch: dict, cfg: DPOConfig) -> tuple:
     return loss, m
 
 
-def _ref_forward(lp_model, ids, attn, cmask):
+def _ref_forward(lp_model, batch):
     """Reference log-probs through the same (possibly DDP/FSDP-wrapped) module: FSDP must gather
     its shards for any forward; under no_grad DDP skips its gradient bookkeeping."""
-    return lp_model(ids, attn, cmask)
+    return batch_logps(lp_model, batch)
 
 
 def precompute_reference(run: Run, examples: list[dict], cfg: DPOConfig) -> None:
     """Fill ref_chosen_logps / ref_rejected_logps into each example (the reference never changes)."""
     import torch
+    from accelerate.utils import send_to_device
 
     from rlaif.train.data import collate_pairs, pad_id_of
     from rlaif.train.lora import reference
@@ -78,9 +80,8 @@ def precompute_reference(run: Run, examples: list[dict], cfg: DPOConfig) -> None
     with torch.no_grad(), reference(model), run.acc.autocast():
         for i in range(0, len(examples), bs):
             chunk = examples[i:i + bs]
-            b = collate_pairs(chunk, pad_id_of(run.tok), cfg.max_length, cfg.pad_multiple)
-            b = {k: v.to(run.device) for k, v in b.items()}
-            c, r = lp(b["input_ids"], b["attention_mask"], b["completion_mask"]).sum(-1).chunk(2)
+            b = collate_pairs(chunk, pad_id_of(run.tok), cfg.max_length, cfg.pad_multiple, run.layout)
+            c, r = batch_logps(lp, send_to_device(b, run.device)).sum(-1).chunk(2)
             for e, cv, rv in zip(chunk, c.tolist(), r.tolist()):
                 e["ref_chosen_logps"], e["ref_rejected_logps"] = cv, rv
 
@@ -118,7 +119,7 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
         precompute_reference(run, examples, cfg)
     pad = pad_id_of(tok)
     run.prepare(len(examples), lambda idx: collate_pairs([examples[i] for i in idx], pad, cfg.max_length,
-                                                         cfg.pad_multiple))
+                                                         cfg.pad_multiple, run.layout))
     history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
     return run.finish({"pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})

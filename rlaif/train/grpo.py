@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rlaif.errors import RlaifError
 from rlaif.train import losses
-from rlaif.train.loop import Run, TrainConfig
+from rlaif.train.loop import Run, TrainConfig, batch_logps
 
 
 @dataclass
@@ -38,59 +38,38 @@ class GRPOConfig(TrainConfig):
     num_iterations: int = 1            # μ: optimiser steps per generated batch
     batch_size: int = 2                # prompts per micro-batch (× G completions)
     learning_rate: float = 1e-5
-    use_vllm: bool | None = None       # None: vLLM when it is installed and CUDA is available
+    use_vllm: bool | None = None       # None: vLLM where installed and CUDA runs (else generate, said once)
+    vllm_mode: str = "colocate"        # colocate: in this process, asleep between rounds | server: vllm_server_url
+    vllm_server_url: str = "http://localhost:8000"
+    vllm_server_timeout: float = 600.0
+    vllm_gpu_memory_utilization: float = 0.3   # colocate: vLLM's share of the GPU while awake (TRL's default)
+    vllm_max_model_len: int | None = None      # colocate: None = the model's own limit
     split: str = "train"
 
 
 GRPO_KEYS = ("loss", "reward", "reward_std", "frac_zero_std", "completion_length")
 
 
-def _generate(run: Run, prompt_ids: list[list[int]], cfg: GRPOConfig):
-    """G samples per prompt from the current policy -> (prompt index, completion ids) per sample,
-    completion ids cut after the first EOS."""
-    import torch
-
-    from rlaif.train.data import pad_id_of
-
-    tok, model = run.tok, run.model
-    pad = pad_id_of(tok)
-    width = max(len(p) for p in prompt_ids)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=run.device)
-    attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=run.device)
-    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), run.acc.autocast():
-            out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=cfg.temperature,
-                                 top_p=cfg.top_p, top_k=0, max_new_tokens=cfg.max_completion_length,
-                                 num_return_sequences=cfg.num_generations, pad_token_id=pad, use_cache=True)
-    finally:
-        model.train(was_training)
-    comps = []
-    for row in out[:, width:].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-        comps.append(row[:cut])
-    return comps
-
-
 def _as_completion(prompt, text: str):
     return text if isinstance(prompt, str) else [{"role": "assistant", "content": text}]
 
 
-def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPOConfig) -> dict:
-    """Generate and score one micro-batch of prompts -> the tensors the loss needs + metrics."""
+def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPOConfig, generator=None) -> dict:
+    """Generate and score one micro-batch of prompts -> the tensors the loss needs + metrics.
+    generator: generation.make_generator's sampler (default: transformers generate)."""
     import torch
+    from accelerate.utils import send_to_device
 
-    from rlaif.train.data import collate_sequences, pad_id_of, render_prompt
+    from rlaif.train.data import pad_id_of, render_prompt
     from rlaif.train.lora import reference
     from rlaif.train.rewards import score
 
     G = cfg.num_generations
     prompts = [r["prompt"] for r in batch]
     prompt_ids = [render_prompt(run.tok, p) for p in prompts]
-    comp_ids = _generate(run, prompt_ids, cfg)
+    from rlaif.train.generation import HFGenerator
+
+    comp_ids = (generator or HFGenerator()).generate(run, prompt_ids, cfg)
     texts = run.tok.batch_decode(comp_ids, skip_special_tokens=True)
     rep_prompts = [p for p in prompts for _ in range(G)]
     columns = {k: [r.get(k) for r in batch for _ in range(G)] for k in batch[0] if k not in ("prompt", "_line")}
@@ -99,16 +78,15 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
                                   columns), dtype=torch.float32)
     rewards = losses.combine_rewards(per_func, weights)
     adv, zero = losses.group_advantages(rewards, G, cfg.scale_rewards)
-    seq = collate_sequences([p for p in prompt_ids for _ in range(G)], [c if c else [pad_id_of(run.tok)] for c in comp_ids],
-                            pad_id_of(run.tok))
-    seq = {k: v.to(run.device) for k, v in seq.items()}
+    seq = collate_group(prompt_ids, comp_ids, G, pad_id_of(run.tok), run.layout)
+    seq = send_to_device(seq, run.device)
     inner = run.lp_model          # the wrapped module: FSDP gathers shards, DDP skips bookkeeping under no_grad
     with torch.no_grad(), run.acc.autocast():
-        old = inner(seq["input_ids"], seq["attention_mask"], seq["completion_mask"]) if cfg.num_iterations > 1 else None
+        old = batch_logps(inner, seq) if cfg.num_iterations > 1 else None
         ref = None
         if cfg.beta:
             with reference(run.model):
-                ref = inner(seq["input_ids"], seq["attention_mask"], seq["completion_mask"])
+                ref = batch_logps(inner, seq)
     scored = rewards[~torch.isnan(rewards)]
     m = {"reward": scored.mean() if scored.numel() else torch.tensor(math.nan),
          "reward_std": scored.std() if scored.numel() > 1 else torch.tensor(0.0),
@@ -123,9 +101,21 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
     return {"seq": seq, "adv": adv.to(run.device), "old": old, "ref": ref, "metrics": m, "texts": texts}
 
 
+def collate_group(prompt_ids: list[list[int]], comp_ids: list[list[int]], G: int, pad: int, layout=None) -> dict:
+    """The loss batch of one round: prompt i's G completions are sequences i*G .. i*G+G-1. Padded,
+    or packed with a layout (the prompt read once for its whole group when it shares prompts). An
+    empty completion is scored as one pad token, as before."""
+    from rlaif.train.data import collate_packed, collate_sequences
+
+    comps = [c if c else [pad] for c in comp_ids]
+    if layout is not None:
+        return collate_packed(prompt_ids, [comps[i * G:(i + 1) * G] for i in range(len(prompt_ids))], pad, layout)
+    return collate_sequences([p for p in prompt_ids for _ in range(G)], comps, pad)
+
+
 def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None = None):
     seq = r["seq"]
-    logps = run.lp_model(seq["input_ids"], seq["attention_mask"], seq["completion_mask"])
+    logps = batch_logps(run.lp_model, seq)
     mask = seq["completion_mask"][:, 1:]
     old = r["old"] if r["old"] is not None else logps.detach()
     return losses.grpo_loss(logps, old, r["ref"], r["adv"], mask, beta=cfg.beta, eps_low=cfg.epsilon,
@@ -144,6 +134,7 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     import torch
 
     from rlaif.train.data import read_prompts, read_rows
+    from rlaif.train.generation import VLLM_MODES, make_generator
     from rlaif.train.loop import with_overrides as _with
     from rlaif.train.rewards import RubricReward, load_reward
 
@@ -161,26 +152,29 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
         problems.append("num_generations must be ≥ 2: the advantage is relative to the group")
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         problems.append(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
+    if cfg.vllm_mode not in VLLM_MODES:
+        problems.append(f"unknown vllm_mode '{cfg.vllm_mode}' (choose {', '.join(VLLM_MODES)})")
     if problems:
         raise RlaifError("; ".join(problems))
-    if cfg.use_vllm:
-        raise RlaifError("vLLM generation is not implemented yet; run without --use-vllm (transformers generate)")
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
     weights = torch.tensor(cfg.reward_weights, dtype=torch.float32) if cfg.reward_weights else None
+    given = model is not None
     if model is None:
         model, tok = run.load_model()
     else:
         model, tok = run.setup_model(model, tokenizer)
     run.prepare(len(rows), lambda idx: [rows[i] for i in idx])
+    generator = make_generator(run, cfg, model_object=given)
     run.start_progress()
     history, cache = [], []
     mu = max(1, cfg.num_iterations)
     try:
         while run.step < cfg.max_steps:
             if run.step % mu == 0:          # a fresh generation batch every μ steps
-                cache = [grpo_round(run, run.next_batch(), reward_fns, weights, cfg) for _ in range(cfg.grad_accum)]
+                cache = [grpo_round(run, run.next_batch(), reward_fns, weights, cfg, generator)
+                         for _ in range(cfg.grad_accum)]
             n_tokens = sum(float(r["seq"]["completion_mask"].sum()) for r in cache)
             parts = []
             for k, r in enumerate(cache):

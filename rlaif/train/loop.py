@@ -12,9 +12,10 @@ The data order is a pure function of the seed, so skipping that many batches put
 on exactly the batch the uninterrupted run would see next; the loss curve continues identically.
 
 Log-probs without full logits: `LogProbModel` runs the transformer, then the LM head only on the
-positions that are scored (completion tokens), in chunks whose logits are recomputed in the
-backward pass. A (2B × T × vocab) float32 logits tensor is the largest thing a naive DPO step
-allocates; this never builds it.
+positions that are scored (completion tokens), in chunks (logps.py). A (2B × T × vocab) float32
+logits tensor is the largest thing a naive DPO step allocates; this never builds it. It also takes
+packed batches (packing.py: a prompt read once for all its continuations, several sequences per
+row without padding) and returns the same (sequences, T-1) per-token layout either way.
 """
 from __future__ import annotations
 
@@ -29,8 +30,6 @@ from pathlib import Path
 
 from rlaif.errors import MissingDependencyError, RlaifError
 from rlaif.train.lora import LoraSettings, add_lora, count_parameters, disable_dropout, save_adapter
-
-LOGP_CHUNK = 1024        # scored positions per LM-head chunk: 1024 × 49k vocab × 4 B ≈ 200 MB peak per chunk
 
 
 @dataclass
@@ -61,6 +60,9 @@ class TrainConfig:
     progress: bool = True
     dtype: str | None = None               # model weights dtype; None: bf16 on CUDA, float32 on CPU
     compile: bool = False                  # torch.compile each decoder layer (GPU speed; the first steps compile)
+    packing: bool = True                   # several sequences per row, no padding between them (exact)
+    share_prompt: bool = True              # DPO pair / GRPO group: the prompt read once for its continuations (exact)
+    logp_kernel: str = "auto"              # auto: Liger on CUDA where installed and checked, else torch
 
     @property
     def pad_multiple(self) -> int:
@@ -72,13 +74,6 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------
 # Log-probs of the scored tokens
 # ---------------------------------------------------------------------------------------------
-def _head_logps(h, weight, bias, labels):
-    import torch.nn.functional as F
-
-    logits = F.linear(h, weight, bias).float()
-    return logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-
-
 def _causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
@@ -96,11 +91,14 @@ def _fast_head_ok(lm) -> bool:
     return type(head) is torch.nn.Linear and getattr(lm, lm.base_model_prefix, None) is not None
 
 
-def compile_layers(model) -> int:
+def compile_layers(model, dynamic: bool | None = False) -> int:
     """torch.compile every decoder layer in place: the repeated block (attention, MLP, norms, RoPE,
     the LoRA branches) becomes fused kernels, one compiled graph shared by all layers; the chunked
-    LM head and the losses stay eager. The adapter on/off switch of the reference pass and padded
-    lengths are guarded, so a few variants compile during the first steps. Returns the count."""
+    LM head and the losses stay eager. The adapter on/off switch of the reference pass and the row
+    width are guarded: with static shapes (dynamic=False) and batches whose widths come from a short
+    ladder (packing.WIDTH_LADDER) and whose row count is fixed, each (variant, width) compiles once,
+    during the first steps that see it, and never again (dynamic=None recompiled as dynamic on the
+    second width seen, inside a timed window). Returns the count."""
     import torch
 
     lm = _causal_lm(model)
@@ -110,8 +108,16 @@ def compile_layers(model) -> int:
     # variants per layer: adapters on/off x grad on/off x a few padded lengths
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     for layer in layers:
-        layer.compile(dynamic=None)
+        layer.compile(dynamic=dynamic)
     return len(layers)
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process (a count that stops growing once every variant
+    and width has been seen: a rise in a late step is a recompile)."""
+    import torch
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 def _make_logprob_module():
@@ -119,39 +125,69 @@ def _make_logprob_module():
 
     class LogProbModel(torch.nn.Module):
         """Wraps the peft model so that one forward returns per-token log-probs of the scored
-        tokens, shape (B, T-1), 0 elsewhere. A module (not a function) so accelerate/DDP/FSDP wrap
-        the call that owns the parameters."""
+        tokens, shape (S, T-1), 0 elsewhere: from a padded batch (input_ids, attention_mask,
+        completion_mask) or a packed one (`packed=`, packing.build_packed). A module (not a
+        function) so accelerate/DDP/FSDP wrap the call that owns the parameters."""
 
-        def __init__(self, model):
+        def __init__(self, model, kernel: str = "auto"):
+            from rlaif.train.logps import KERNELS
+
             super().__init__()
+            if kernel not in KERNELS:
+                raise RlaifError(f"unknown log-prob kernel '{kernel}'; choose one of {', '.join(KERNELS)}")
             self.model = model
             self.fast = _fast_head_ok(_causal_lm(model))
+            self.kernel = kernel
 
-        def forward(self, input_ids, attention_mask, completion_mask):
-            from torch.utils.checkpoint import checkpoint
-
+        def forward(self, input_ids=None, attention_mask=None, completion_mask=None, packed=None):
+            from rlaif.train.logps import head_logps
             from rlaif.train.losses import shifted_token_logps
+            from rlaif.train.packing import attention_inputs, scatter_logps
 
+            lm = _causal_lm(self.model)
+            if packed is not None:
+                kw = attention_inputs(packed, lm.dtype)
+                ids = packed["input_ids"]
+                if not self.fast:
+                    logits = self.model(input_ids=ids, use_cache=False, **kw).logits
+                    lp = logits.flatten(0, 1)[packed["src"]].float().log_softmax(-1)
+                    return scatter_logps(lp.gather(-1, packed["labels"][:, None]).squeeze(-1), packed)
+                h = getattr(lm, lm.base_model_prefix)(input_ids=ids, use_cache=False, **kw).last_hidden_state
+                head = lm.get_output_embeddings()
+                flat = head_logps(h.flatten(0, 1)[packed["src"]], head.weight, head.bias, packed["labels"],
+                                  kernel=self.kernel)
+                return scatter_logps(flat, packed)
             if not self.fast:
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
                 return shifted_token_logps(logits, input_ids, completion_mask)
-            lm = _causal_lm(self.model)
             backbone = getattr(lm, lm.base_model_prefix)
             h = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             mask = completion_mask[:, 1:].bool()
-            hs, labels = h[:, :-1][mask], input_ids[:, 1:][mask]
             head = lm.get_output_embeddings()
-            parts = []
-            for i in range(0, hs.size(0), LOGP_CHUNK):
-                args = (hs[i:i + LOGP_CHUNK], head.weight, head.bias, labels[i:i + LOGP_CHUNK])
-                if torch.is_grad_enabled():
-                    parts.append(checkpoint(_head_logps, *args, use_reentrant=False))
-                else:
-                    parts.append(_head_logps(*args))
-            flat = torch.cat(parts) if parts else hs.new_zeros(0, dtype=torch.float32)
+            flat = head_logps(h[:, :-1][mask], head.weight, head.bias, input_ids[:, 1:][mask], kernel=self.kernel)
             return torch.zeros(mask.shape, dtype=torch.float32, device=h.device).masked_scatter(mask, flat)
 
     return LogProbModel
+
+
+def packed_hidden_states(model, packed: dict):
+    """Final hidden states (rows × W, H) of a packed batch (packing.build_packed) through the model's
+    transformer without its head: index them with packing.last_token_index to read each sequence's
+    last token, where a reward model's score head reads it (a sequence-classification model's own
+    forward finds that token from pad ids, which a packed row does not have)."""
+    from rlaif.train.packing import attention_inputs
+
+    lm = _causal_lm(model)
+    backbone = getattr(lm, lm.base_model_prefix)
+    kw = attention_inputs(packed, lm.dtype)
+    return backbone(input_ids=packed["input_ids"], use_cache=False, **kw).last_hidden_state.flatten(0, 1)
+
+
+def batch_logps(lp_model, batch: dict):
+    """Per-token log-probs (S, T-1) of a collated batch, packed (batch["packed"]) or padded."""
+    if "packed" in batch:
+        return lp_model(packed=batch["packed"])
+    return lp_model(batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,11 +280,12 @@ class Run:
             model.config.use_cache = False
         model = add_lora(model, self.cfg.lora, self.cfg.adapter)
         disable_dropout(model)
-        if self.cfg.compile:
-            compile_layers(model)
+        self.layout = layout_for(model, self.cfg, self.main)
+        if self.cfg.compile:     # static shapes with the packed layout's width ladder; padded batches: dynamic
+            compile_layers(model, dynamic=False if self.layout is not None else None)
         self.tok = tok
         self.peft_model = model
-        self.lp_model = _make_logprob_module()(model)
+        self.lp_model = _make_logprob_module()(model, self.cfg.logp_kernel)
         return model, tok
 
     def prepare(self, n_rows: int, collate, rows_per_micro: int | None = None):
@@ -372,6 +409,8 @@ class Run:
     def log(self, metrics: dict, keys: tuple = ()) -> dict:
         metrics = dict(step=self.step, lr=self.sched.get_last_lr()[0], **metrics,
                        elapsed_s=round(time.time() - self.t0, 3))
+        if self.cfg.compile:
+            metrics["compiled_graphs"] = compiled_graphs()
         if self.main:
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -504,6 +543,27 @@ class Run:
         if self.cfg.report_to:
             self.acc.end_training()
         return summary
+
+
+def layout_for(model, cfg: TrainConfig, say: bool = True):
+    """The packed-batch layout this model and config take (packing.Layout), or None for padded
+    batches: packing and prompt sharing both off, or a model they cannot run on (said once)."""
+    from rlaif.train.logps import say_once
+    from rlaif.train.packing import Layout, packing_support
+
+    if not (cfg.packing or cfg.share_prompt):
+        return None
+    kind, why = packing_support(model)
+    if kind is None:
+        if say:
+            say_once(f"note: packed batches are off for this model ({why}); padded batches instead")
+        return None
+    share = cfg.share_prompt and kind != "varlen"
+    if cfg.share_prompt and not share and say:
+        say_once("note: flash-attention cannot mask one continuation from another: the prompt is repeated "
+                 "per continuation (packing stays on); use attn_implementation='sdpa' or 'flex_attention' to share it")
+    # compiled layers: one document per row (a fixed row count) and widths from a ladder (few shapes)
+    return Layout(share_prompt=share, pack=cfg.packing and not cfg.compile, mask=kind, ladder=cfg.compile)
 
 
 def _flat_config(cfg: TrainConfig) -> dict:

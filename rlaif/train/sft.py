@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rlaif.errors import RlaifError
 from rlaif.train import losses
-from rlaif.train.loop import Run, TrainConfig
+from rlaif.train.loop import Run, TrainConfig, batch_logps
 
 
 @dataclass
@@ -49,10 +49,10 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
         raise RlaifError(f"{rows.path}: every prompt is longer than max_length {cfg.max_length}")
     pad = pad_id_of(tok)
     run.prepare(len(examples), lambda idx: collate_demos([examples[i] for i in idx], pad, cfg.max_length,
-                                                         cfg.pad_multiple))
+                                                         cfg.pad_multiple, run.layout))
 
     def micro_step(b):
-        per_tok = run.lp_model(b["input_ids"], b["attention_mask"], b["completion_mask"])
+        per_tok = batch_logps(run.lp_model, b)
         loss = losses.sft_loss(per_tok, b["completion_mask"][:, 1:])
         with torch.no_grad():
             m = b["completion_mask"][:, 1:].bool()
