@@ -657,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rubric_test(add_rubric(sub))
     add_report(sub)
     add_merge(sub)
+    from rlaif.cli_scale import add_parsers as add_scale_parsers   # serve reward, export rl-data (issue 12)
+
+    add_scale_parsers(sub)
     return parser
 
 

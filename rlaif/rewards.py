@@ -62,12 +62,15 @@ class RubricScorer(Scorer):
 
     def __init__(self, rubric: str, judge: str | None = None, *, backend=None, concurrency: int = 16,
                  cache: bool | None = None, ledger=None, max_cost: float | None = None,
-                 max_retries: int | None = None, timeout: float | None = None):
+                 max_retries: int | None = None, timeout: float | None = None, backend_options: dict | None = None):
+        from rlaif.backends import get_backend
         from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Engine
         from rlaif.judge import default_cache
         from rlaif.ledger import Ledger
         from rlaif.train.rewards import RubricReward
 
+        if backend is None:           # backend_options: e.g. base_url of a self-hosted OpenAI-compatible server
+            backend = get_backend(judge, **(backend_options or {}))
         self.inner = RubricReward(rubric, judge, backend=backend, concurrency=concurrency)
         be = self.inner.backend
         if cache is None:
@@ -147,7 +150,9 @@ _PLUGINS = {"rm": "rlaif.rm"}
 
 
 def register_resolver(prefix: str, resolver: Resolver) -> None:
-    """Make `PREFIX:REST` specs resolve through `resolver(REST, **options) -> Scorer`."""
+    """Make `PREFIX:REST` specs resolve through `resolver(REST, **options) -> Scorer`. `options` are the
+    engine options of `resolve` (concurrency, cache, ledger, max_cost, ...): a resolver ignores those it has
+    no use for."""
     RESOLVERS[prefix] = resolver
 
 

@@ -1,0 +1,65 @@
+"""CLI commands for running rlaif inside other engines: `rlaif serve reward`, `rlaif export rl-data`.
+
+Kept apart from cli.py so the command groups of issue 12 (TRL / OpenRLHF / verl / Ray) stay in one place;
+cli.py registers them with `add_parsers(sub)`. Each handler is a thin shell over the public function of the
+same name (rlaif.serve.serve_reward, rlaif.integrations.verl.export_rl_data).
+"""
+from __future__ import annotations
+
+import sys
+
+
+def cmd_serve_reward(args) -> int:
+    from pydantic import ValidationError
+
+    from rlaif.errors import RlaifError
+    from rlaif.serve import RewardServerConfig, serve_reward
+
+    try:
+        cfg = RewardServerConfig(rewards=args.reward, weights=args.weight, host=args.host, port=args.port,
+                                 token_env=args.token_env, unscored_reward=args.unscored_reward,
+                                 concurrency=args.concurrency, max_body_mb=args.max_body_mb, base_url=args.base_url,
+                                 max_cost=args.max_cost, timeout=args.timeout, max_retries=args.max_retries,
+                                 cache=False if args.no_cache else None, ledger=args.ledger)
+    except ValidationError as e:
+        raise RlaifError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+    serve_reward(cfg)
+    return 0
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve rlaif rewards over HTTP (OpenRLHF --remote_rm_url, verl, any caller)")
+    ss = p.add_subparsers(dest="serve_cmd", required=True)
+    r = ss.add_parser("reward", help="a reward server: POST /get_reward (OpenRLHF protocol), POST /score (JSON)",
+                      description="Serve one or more rewards (summed, with --weight) over HTTP. A completion that "
+                                  "cannot be scored is never given a made-up value: /score answers null with the "
+                                  "reason; /get_reward answers --unscored-reward if you set one, else 503.")
+    r.add_argument("--reward", action="append", required=True, metavar="SPEC",
+                   help="rubric:NAME[@provider/model], file.py[:func], module:func, rm:PATH (repeatable)")
+    r.add_argument("--weight", action="append", type=float, default=None,
+                   help="weight of each --reward in the sum, in the same order (default: 1 each)")
+    r.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    r.add_argument("--port", type=int, default=8000, help="port (0: any free port; the real one is printed)")
+    r.add_argument("--token-env", default=None, metavar="VAR",
+                   help="require 'Authorization: Bearer $VAR' on every route except /health")
+    r.add_argument("--unscored-reward", type=float, default=None, metavar="VALUE",
+                   help="the reward /get_reward answers for a completion that could not be scored (counted in "
+                        "extra_logs.rlaif_unscored); without it such a request gets a 503")
+    r.add_argument("--concurrency", type=int, default=32, help="judge calls in flight across all requests")
+    r.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body accepted (413 beyond)")
+    r.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible judge server (vLLM, ...)")
+    r.add_argument("--max-cost", type=float, default=None, help="stop paying for judge calls past this many USD")
+    r.add_argument("--timeout", type=float, default=None, help="seconds per judge call attempt")
+    r.add_argument("--max-retries", type=int, default=None, help="retries per judge call")
+    r.add_argument("--no-cache", action="store_true", help="do not use the request ledger")
+    r.add_argument("--ledger", default=None, help="request ledger file (default: the shared one)")
+    r.set_defaults(func=cmd_serve_reward)
+
+
+def add_parsers(sub) -> None:
+    """Register this module's commands on the top-level subparsers."""
+    add_serve(sub)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
