@@ -56,9 +56,56 @@ def add_serve(sub) -> None:
     r.set_defaults(func=cmd_serve_reward)
 
 
+def cmd_export_rl_data(args) -> int:
+    from rlaif.integrations.verl import export_rl_data
+
+    path = export_rl_data(args.prompts, args.output, args.format, split=args.split, data_source=args.data_source,
+                          ability=args.ability)
+    _stderr(f"wrote {path} ({args.format} RL data)")
+    return 0
+
+
+def add_export_rl_data(sub) -> None:
+    """`rlaif export rl-data PROMPTS --format verl -o DIR`, on the existing `rlaif export` (adapter) command.
+
+    argparse cannot give one command both subcommands and its own required options, and `rlaif export
+    --adapter ...` must keep working; so the export parser gets an optional first word `rl-data`, `--adapter`
+    becomes required only without it (checked in `dispatch`), and `--output` is shared."""
+    p = sub.choices.get("export")
+    if p is None:                     # no adapter export in this build: a plain `export rl-data` command
+        p = sub.add_parser("export", help="export RL data for other engines (rl-data)")
+        p.add_argument("--output", "-o", required=True)
+        p.set_defaults(func=None)
+    adapter_export = p.get_default("func")
+    for action in p._actions:         # noqa: SLF001 - argparse has no public way to relax `required`
+        if action.dest == "adapter":
+            action.required = False
+    p.add_argument("what", nargs="?", choices=["rl-data"], help="rl-data: write prompts as another engine's "
+                   "RL training data (see docs/scale.md); omit to export an adapter")
+    p.add_argument("prompts", nargs="?", help="rl-data: prompts JSONL (id, prompt, optional reference)")
+    p.add_argument("--format", default="verl", choices=["verl"], help="rl-data: the target engine's format")
+    p.add_argument("--split", default="train", help="rl-data: the split name (OUTPUT/<split>.parquet)")
+    p.add_argument("--data-source", default="rlaif", help="rl-data: the data_source column verl dispatches on")
+    p.add_argument("--ability", default="general", help="rl-data: the ability column")
+
+    def dispatch(args) -> int:
+        from rlaif.errors import RlaifError
+
+        if args.what == "rl-data":
+            if not args.prompts:
+                raise RlaifError("rlaif export rl-data: give the prompts file (rlaif export rl-data PROMPTS -o DIR)")
+            return cmd_export_rl_data(args)
+        if adapter_export is None or not getattr(args, "adapter", None):
+            raise RlaifError("rlaif export: give --adapter DIR (export an adapter) or rl-data PROMPTS (RL data)")
+        return adapter_export(args)
+
+    p.set_defaults(func=dispatch)
+
+
 def add_parsers(sub) -> None:
-    """Register this module's commands on the top-level subparsers."""
+    """Register this module's commands on the top-level subparsers (after cli.py's own: export is extended)."""
     add_serve(sub)
+    add_export_rl_data(sub)
 
 
 def _stderr(msg: str) -> None:
