@@ -9,8 +9,9 @@ public entry point; `rlaif.train.rewards` keeps the building blocks rlaif's own 
                                                     reward("my_rewards.py:length_penalty")], ...)
 
 Specs (`resolve`): `rubric:NAME[@provider/model]` (the rubric's absolute score, judged through the engine),
-`path/file.py[:func]` or `module:func` (a Python reward in TRL's signature, sync or async), and `rm:PATH` when
-the reward-model module is installed (it plugs in through `register_resolver`, see `_PLUGINS`).
+`path/file.py[:func]` or `module:func` (a Python reward in TRL's signature, sync or async), and `rm:PATH` (a
+reward model from `rlaif train rm`, when that module is installed). More prefixes plug in with
+`register_resolver`.
 
 The call signature is TRL's: `f(prompts, completions, **kwargs) -> list[float | None]`; kwargs carry the
 dataset's other columns plus TRL's own (`completion_ids`, `trainer_state`, `log_metric`, `log_extra`). A
@@ -25,7 +26,6 @@ reward functions: judge calls of several rewards then overlap instead of running
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import math
@@ -145,8 +145,6 @@ def _is_async(fn) -> bool:
 # the spec registry
 # ------------------------------------------------------------------------------------------------
 RESOLVERS: dict[str, Resolver] = {}
-# Prefixes whose resolver lives in a module imported on first use; that module calls register_resolver.
-_PLUGINS = {"rm": "rlaif.rm"}
 
 
 def register_resolver(prefix: str, resolver: Resolver) -> None:
@@ -164,7 +162,20 @@ def _rubric(rest: str, **opts) -> Scorer:
     return RubricScorer(name, judge or None, backend=backend, **opts)
 
 
+def _reward_model(rest: str, **opts) -> Scorer:
+    """`rm:PATH`: a reward model trained with `rlaif train rm` (rlaif.train.rm_reward.RMReward, batched)."""
+    try:
+        from rlaif.train.rm_reward import RMReward
+    except ImportError as e:
+        raise RlaifError(f"reward rm:{rest}: reward models need rlaif's reward-model module "
+                         f"(rlaif.train.rm_reward), which this install does not have") from e
+    if not rest:
+        raise RlaifError("reward rm:: give the reward model's folder (rm:runs/rm/adapter)")
+    return PythonScorer(RMReward(rest), name=f"rm:{rest}")
+
+
 register_resolver("rubric", _rubric)
+register_resolver("rm", _reward_model)
 
 
 def resolve(spec, **options) -> Scorer:
@@ -177,14 +188,6 @@ def resolve(spec, **options) -> Scorer:
     if not isinstance(spec, str) or not spec:
         raise RlaifError(f"reward spec: expected 'rubric:NAME[@judge]', 'rm:PATH' or 'file.py:func', got {spec!r}")
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in _PLUGINS and prefix not in RESOLVERS:
-        try:
-            importlib.import_module(_PLUGINS[prefix])
-        except ImportError as e:
-            raise RlaifError(f"reward {spec}: '{prefix}:' specs need the {_PLUGINS[prefix]} module, which this "
-                             f"install does not have ({e})") from e
-        if prefix not in RESOLVERS:
-            raise RlaifError(f"reward {spec}: {_PLUGINS[prefix]} did not register a '{prefix}:' resolver")
     if sep and prefix in RESOLVERS:
         return RESOLVERS[prefix](rest, **options)
     from rlaif.train.rewards import load_reward

@@ -116,3 +116,10 @@ def test_trl_grpo_trainer_two_steps_with_judge_and_python_rewards(tmp_path, make
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 2
     assert any(k.startswith("rewards/rubric:helpfulness") for k in logged[0])
+
+
+def test_rm_spec_goes_to_the_reward_model_module():
+    with pytest.raises(RlaifError, match="rm:"):
+        reward("rm:")
+    with pytest.raises(RlaifError):          # no such reward model folder (or no rm module in this install)
+        reward("rm:/no/such/reward/model")
