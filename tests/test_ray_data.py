@@ -76,3 +76,14 @@ def test_ray_rows_equal_rlaif_judge_and_a_killed_actor_loses_nothing(local_ray, 
                         backend_factory=KillOnce(str(marker))).take_all()
     assert marker.exists()                      # an actor did die mid-batch
     assert _norm(got) == _norm(expected)        # and every row came back, judged as `rlaif judge` judges it
+
+
+@pytest.mark.slow
+def test_ray_sampling_equals_rlaif_sample(local_ray):
+    from rlaif.integrations.ray_data import sample_dataset
+    from rlaif.sampling import sample
+
+    prompts = [{"id": f"p{i}", "prompt": f"Tell me about item {i}."} for i in range(12)]
+    expected, _ = sample(prompts, 3, model="fake/hash")
+    got = sample_dataset(ray.data.from_items(prompts), 3, model="fake/hash", actors=2, batch_size=4).take_all()
+    assert len(got) == 36 and _norm(got) == _norm(expected)      # ids are prompt-candidate: unique

@@ -1,4 +1,5 @@
-"""Judging a Ray Data dataset: `judge_dataset(ds, rubric, judge=...)` -> a dataset of `rlaif judge`'s output rows.
+"""Ray Data: `judge_dataset(ds, rubric, judge=...)` and `sample_dataset(ds, n, model=...)` give the rows
+`rlaif judge` / `rlaif sample` give, computed on a pool of Ray actors.
 
 Why: corpora of millions of rows judged by local models (a vLLM server per GPU, or an in-process model) need
 more than one machine's event loop. Ray Data streams the rows through a pool of actors; each actor holds one
@@ -78,6 +79,46 @@ def judge_dataset(ds, rubric, *, judge: str | None = None, mode: str | None = No
                           compute=ray.data.ActorPoolStrategy(size=actors),
                           fn_constructor_kwargs={"rubric": rubric, "judge": judge, "mode": mode,
                                                  "judge_kwargs": judge_kwargs, "backend_factory": backend_factory},
+                          num_cpus=num_cpus, num_gpus=num_gpus or None, **ACTOR_RETRY_ARGS)
+
+
+class SampleActor:
+    """One actor of the sampling pool: a backend (a local model loads once per actor) and `rlaif.sampling.sample`
+    over each batch. Candidates are seeded per (seed, prompt id, k), so a batch gives the same candidates here as
+    the whole file does under `rlaif sample`; prompt rows therefore need their own `id`."""
+
+    def __init__(self, n: int, model=None, sample_kwargs: dict | None = None, backend_factory=None):
+        from rlaif.backends import get_backend
+
+        kw = dict(sample_kwargs or {})
+        backend_options = kw.pop("backend_options", {})
+        self.backend = backend_factory() if backend_factory is not None else get_backend(model, **backend_options)
+        self.n, self.kw = n, kw
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from rlaif.errors import InputError
+        from rlaif.sampling import sample
+
+        rows = [{k: v for k, v in r.items() if v is not None} for r in batch.to_pylist()]
+        for i, r in enumerate(rows):
+            if "id" not in r:
+                raise InputError("<ray dataset>", None, "id", f"row {i} of a batch has no id: sampling on Ray Data "
+                                 "needs an id per prompt (its candidates' seeds and grouping follow from it)")
+        out, _ = sample(rows, self.n, model=self.backend, progress=False, **self.kw)
+        return pa.Table.from_pylist(out)
+
+
+def sample_dataset(ds, n: int, *, model: str | None = None, actors: int = 2, batch_size: int = 64,
+                   num_cpus: float = 1, num_gpus: float = 0, backend_factory=None, **sample_kwargs: Any):
+    """N candidates per prompt row of a `ray.data.Dataset` -> a lazy Dataset of `rlaif sample`'s candidate rows.
+    `sample_kwargs` go to `rlaif.sampling.sample` (temperature, max_new_tokens, seed, concurrency, ...)."""
+    ray = _ray()
+    return ds.map_batches(SampleActor, batch_size=batch_size, batch_format="pyarrow",
+                          compute=ray.data.ActorPoolStrategy(size=actors),
+                          fn_constructor_kwargs={"n": n, "model": model, "sample_kwargs": sample_kwargs,
+                                                 "backend_factory": backend_factory},
                           num_cpus=num_cpus, num_gpus=num_gpus or None, **ACTOR_RETRY_ARGS)
 
 
