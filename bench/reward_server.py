@@ -48,6 +48,10 @@ async def in_process(judge_url: str, n: int, inflight: int) -> float:
     t = time.perf_counter()
     out = await asyncio.gather(*(one(p, c) for p, c in items(n, "inproc")))
     dt = time.perf_counter() - t
+    for s in svc.scorers:               # close the judge's HTTP session on this loop (no "unclosed" noise)
+        close = getattr(getattr(s, "engine", None) and s.engine.backend, "aclose", None)
+        if close is not None:
+            await close()
     assert sum(v is not None for v in out) == n, "unscored rewards in the in-process arm"
     return n / dt
 
