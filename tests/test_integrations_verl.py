@@ -96,3 +96,40 @@ def test_compute_score_through_the_reward_server(tmp_path):
         remote = compute_score(data_source="rlaif", solution_str="It is 42.", ground_truth="42", extra_info=info,
                                url=url)
     assert remote == local
+
+
+def test_verls_own_dataset_and_reward_manager_read_them(tmp_path):
+    """With verl installed (not a dev dependency): its RLHFDataset reads the parquet, and its NaiveRewardManager
+    scores responses through compute_score loaded by its own get_custom_reward_fn."""
+    pytest.importorskip("verl.utils.dataset.rl_dataset")
+    import numpy as np
+    import torch
+    from _train_utils import smol_tokenizer
+    from omegaconf import OmegaConf
+    from verl import DataProto
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+    from verl.workers.reward_manager.naive import NaiveRewardManager
+
+    import rlaif.integrations.verl as rv
+
+    path = export_rl_data(PROMPTS, tmp_path / "d")
+    tok = smol_tokenizer()
+    ds = RLHFDataset(str(path), tok, OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 128,
+                                                       "truncation": "error", "filter_overlong_prompts": False}))
+    items = [ds[0], ds[1]]
+    assert items[0]["reward_model"]["ground_truth"] == "42" and items[1]["extra_info"]["index"] == 1
+    fn_cfg = {"path": rv.__file__, "name": "compute_score", "reward_kwargs": {"reward": "rubric:helpfulness@fake/hash"}}
+    fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": fn_cfg},
+                                                "custom_reward_function": fn_cfg}))   # newer / older verl layouts
+    response = tok(" It is 42.")["input_ids"][:6]
+    data = DataProto.from_dict(
+        tensors={"prompts": torch.tensor([tok("Q?")["input_ids"][-1:] * 8] * 2),
+                 "responses": torch.tensor([response + [tok.pad_token_id] * (6 - len(response))] * 2),
+                 "attention_mask": torch.ones(2, 14, dtype=torch.long)},
+        non_tensors={k: np.array([it[k] for it in items], dtype=object)
+                     for k in ("reward_model", "data_source", "extra_info")})
+    out = NaiveRewardManager(tok, num_examine=0, compute_score=fn)(data, return_dict=True)
+    assert out["reward_extra_info"]["rlaif_unscored"] == [0.0, 0.0]
+    assert all(1.0 <= s <= 5.0 for s in out["reward_extra_info"]["score"])
+    assert torch.allclose(out["reward_tensor"].sum(-1), torch.tensor(out["reward_extra_info"]["score"]))
