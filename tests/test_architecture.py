@@ -22,6 +22,7 @@ LAYERS = [
     ("judging", ["rlaif.judging", "rlaif.judge", "rlaif.jury", "rlaif.batch"]),
     ("data", ["rlaif.sampling", "rlaif.pairs", "rlaif.gold", "rlaif.gate"]),
     ("results", ["rlaif.train", "rlaif.evaluate", "rlaif.report"]),
+    ("integrations", ["rlaif.rewards", "rlaif.serve", "rlaif.integrations"]),
     ("pipeline", ["rlaif.pipeline"]),
     ("interface", ["rlaif.cli", "rlaif.__main__", "rlaif"]),
 ]

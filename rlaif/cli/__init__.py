@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rlaif.cli.judge import add_judge
     from rlaif.cli.rubric import add_rubric, add_rubric_test
     from rlaif.cli.run import add_run
+    from rlaif.cli.scale import add_parsers as add_scale
     from rlaif.cli.train import add_training
     from rlaif.version import __version__
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rubric_test(add_rubric(sub))
     add_report(sub)
     add_merge(sub)
+    add_scale(sub)       # serve reward, export rl-data: hand-off to TRL/OpenRLHF/verl (docs/scale.md)
     return parser
 
 

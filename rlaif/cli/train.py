@@ -156,7 +156,8 @@ def add_training(sub) -> None:
     e = parser(sub, "export", help="export a trained adapter, merged into its base or alone",
                description="Write a trained LoRA adapter as is, or merged into its base model's weights "
                            "(a plain transformers model), atomically.")
-    e.add_argument("--adapter", "-a", required=True, help="adapter folder (OUT/adapter from `rlaif train`)")
+    e.add_argument("--adapter", "-a", default=None,
+                   help="adapter folder (OUT/adapter from `rlaif train`); required unless exporting rl-data")
     e.add_argument("--output", "-o", required=True, help="folder to write")
     e.add_argument("--merge", action="store_true", help="merge into the base weights (a plain transformers model)")
     e.add_argument("--base", default=None, help="base model, if not the one recorded in the adapter")

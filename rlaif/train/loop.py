@@ -234,8 +234,11 @@ class Run:
                 raise MissingDependencyError(name, why=f"for --report-to {name} ({mod})") from e
         cuda = torch.cuda.is_available()
         bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+        # Under `accelerate launch --multi_gpu --num_processes N` on a machine without CUDA, only cpu=True makes
+        # accelerate join the N processes (gloo, DDP); without it each process would train alone on all the data.
+        cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.acc = Accelerator(mixed_precision="bf16" if bf16 else "no", log_with=cfg.report_to or None,
-                               project_dir=str(self.out))
+                               project_dir=str(self.out), cpu=cpu_ddp)
         self.device = self.acc.device
         set_seed(cfg.seed)
         self._progress = None
@@ -542,7 +545,8 @@ class Run:
             (self.out / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         if self.cfg.report_to:
             self.acc.end_training()
-        return summary
+        # One report per run: under `accelerate launch` only rank 0 has written (and returns) the summary.
+        return summary if self.main else {}
 
 
 def layout_for(model, cfg: TrainConfig, say: bool = True):
