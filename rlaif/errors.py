@@ -30,6 +30,11 @@ class ConfigError(RlaifError):
     def __init__(self, problems: list[Problem] | list[str], source: str | None = None):
         self.problems = [p if isinstance(p, Problem) else Problem(source or "", str(p)) for p in problems]
         self.source = source
+        if len(self.problems) == 1:        # one problem: one line (the CLI prints it as `error: ...`)
+            p = self.problems[0]
+            one = str(p) if p.where else f"{source}: {p.message}" if source else p.message
+            super().__init__(one if not source or source in one else f"{source}: {one}")
+            return
         head = f"{len(self.problems)} problem(s)" + (f" in {source}" if source else "")
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
 

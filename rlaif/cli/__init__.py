@@ -4,6 +4,8 @@
 command group (judge.py, rubric.py, data.py, run.py, train.py, eval.py), the flags several commands
 share defined once in common.py. Errors rlaif raises on purpose (RlaifError, ConfigError for bad
 options) print as one clear message and exit 2; anything else is a bug and keeps its traceback.
+A bad option reads as the flag the user typed (`--rpm`, not the option model's `rpm`), and argparse's
+own refusals are one line too (the usage is one `--help` away), so every refusal is one line.
 """
 from __future__ import annotations
 
@@ -11,7 +13,37 @@ import argparse
 import sys
 
 from rlaif.cli.common import HelpFormatter, stderr
-from rlaif.errors import RlaifError
+from rlaif.errors import ConfigError, Problem, RlaifError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refused option is one line naming it and pointing at --help (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> the long flag, over every command: names an option in an error as the user typed it."""
+    out: dict[str, str] = {}
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                out.update(flag_names(sub))
+        elif a.option_strings:
+            out[a.dest] = out[f"{a.dest}s"] = max(a.option_strings, key=len)
+    return out
+
+
+# Option fields whose CLI flag is not their name (train's TrainConfig / LoraSettings).
+ALIASES = {"learning_rate": "lr", "output_dir": "output", "lora.r": "lora_r", "lora.alpha": "lora_alpha",
+           "lora.dropout": "lora_dropout"}
+
+
+def as_flags(e: ConfigError, parser: argparse.ArgumentParser) -> ConfigError:
+    """An option model's ConfigError with each field named by its CLI flag."""
+    flags = flag_names(parser)
+    return ConfigError([Problem(flags.get(ALIASES.get(p.where, p.where), p.where), p.message) for p in e.problems])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rlaif.cli.train import add_training
     from rlaif.version import __version__
 
-    parser = argparse.ArgumentParser(prog="rlaif", description="AI judges → preference datasets → LoRA DPO/GRPO.",
+    parser = Parser(prog="rlaif", description="AI judges → preference datasets → LoRA DPO/GRPO.",
                                      formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"rlaif {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except ConfigError as e:
+        stderr(f"error: {as_flags(e, parser) if e.source == 'options' else e}")
+        return 2
     except RlaifError as e:
         stderr(f"error: {e}")
         return 2

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlaif.errors import MissingDependencyError, RlaifError
+from rlaif.errors import ConfigError, MissingDependencyError, Problem, RlaifError
 from rlaif.train.lora import LoraSettings, add_lora, count_parameters, disable_dropout, save_adapter
 
 
@@ -69,6 +69,35 @@ class TrainConfig:
         """Batches are padded to a multiple of this many tokens: 64 when compiled, so the compiled
         layers see a handful of lengths instead of recompiling for new ones; 1 (no rounding) in eager."""
         return 64 if self.compile else 1
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Every out-of-range setting at once, as one ConfigError, before torch, the data or the model
+    is touched (issue 15.18: `--batch-size 0` / `--lora-r 0` used to fail deep inside torch/peft)."""
+    import math
+
+    problems = []
+
+    def need(ok: bool, name: str, rule: str, value) -> None:
+        if not ok:
+            problems.append(Problem(name, f"{rule} (got {value!r})"))
+
+    for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "log_every"):
+        need(getattr(cfg, name) >= 1, name, "must be at least 1", getattr(cfg, name))
+    need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0, "learning_rate", "must be a positive number",
+         cfg.learning_rate)
+    need(cfg.warmup_steps >= 0, "warmup_steps", "must be 0 or more", cfg.warmup_steps)
+    need(cfg.max_length is None or cfg.max_length >= 1, "max_length", "must be at least 1", cfg.max_length)
+    need(cfg.save_total_limit is None or cfg.save_total_limit >= 1, "save_total_limit", "must be at least 1",
+         cfg.save_total_limit)
+    need(cfg.lora.r >= 1, "lora.r", "must be at least 1", cfg.lora.r)
+    need(cfg.lora.alpha > 0, "lora.alpha", "must be positive", cfg.lora.alpha)
+    need(0 <= cfg.lora.dropout < 1, "lora.dropout", "must be in [0, 1)", cfg.lora.dropout)
+    out = Path(cfg.output_dir)
+    need(not out.exists() or out.is_dir(), "output_dir", "is a file; give a folder to write the adapter in",
+         str(out))
+    if problems:
+        raise ConfigError(problems, source="options")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +247,7 @@ class StepStream:
 
 class Run:
     def __init__(self, cfg: TrainConfig, kind: str):
+        check_config(cfg)
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
