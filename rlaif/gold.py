@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rlaif import agreement as ag
-from rlaif.errors import InputError, RlaifError
+from rlaif.errors import ConfigError, InputError, Problem, RlaifError
 from rlaif.journal import check_output, content_hash, write_json_atomic
 from rlaif.rubrics import Rubric, load_rubric
 
@@ -349,6 +349,22 @@ def _item(i: int, row: dict, verdict: dict, mode: str, rubric: Rubric, *, tie_ma
     return it
 
 
+def check_settings(*, score_to_label: str = "round", tie_margin: float = 0.0, limit: int | None = None,
+                   n_boot: int = 0) -> None:
+    """A rubric test's own settings, all at once, before any rubric, gold row or request (issue 15.24)."""
+    problems = []
+    if score_to_label not in ("round", "argmax"):
+        problems.append(Problem("score_to_label", f"must be 'round' or 'argmax' (got {score_to_label!r})"))
+    if not 0 <= tie_margin < 0.5:
+        problems.append(Problem("tie_margin", f"must be in [0, 0.5) (got {tie_margin})"))
+    if limit is not None and limit < 1:
+        problems.append(Problem("limit", f"must be at least 1 (got {limit})"))
+    if n_boot < 0:
+        problems.append(Problem("n_boot", f"must be 0 (no CIs) or more (got {n_boot})"))
+    if problems:
+        raise ConfigError(problems, source="options")
+
+
 def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: int | None = None,
                 output: str | Path | None = None, generative: bool = False, both_orders: bool = True,
                 tie_margin: float = 0.0, score_to_label: str = "round", n_boot: int = 1000, seed: int = 0,
@@ -361,10 +377,7 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
     by reason and the per-item records (for `rubric diff` and `rlaif report`)."""
     from rlaif.judge import judge as run_judge
 
-    if score_to_label not in ("round", "argmax"):
-        raise RlaifError(f"score_to_label must be 'round' or 'argmax', got {score_to_label!r}")
-    if not 0 <= tie_margin < 0.5:
-        raise RlaifError(f"tie_margin must be in [0, 0.5), got {tie_margin}")
+    check_settings(score_to_label=score_to_label, tie_margin=tie_margin, limit=limit, n_boot=n_boot)
     if output:
         check_output(output, inputs=[gold])
     rub = rubric if isinstance(rubric, Rubric) else load_rubric(rubric, rubrics_dirs=rubrics_dirs,
@@ -435,6 +448,10 @@ def rubric_diff(old: str | Rubric, new: str | Rubric, gold: str | Path | None = 
     """Compare two rubric versions on the same gold items. OLD/NEW are rubrics (run now, with the
     same judge, subset and seed) or saved rubric-test results (`*.json`, reused as they are).
     Each metric's change comes with a paired bootstrap 95% CI over the items both scored."""
+    check_settings(n_boot=n_boot, **{k: test_kw[k] for k in ("score_to_label", "tie_margin", "limit") if k in test_kw})
+    if output:
+        check_output(output, inputs=[gold, old, new])
+
     def get(x):
         if isinstance(x, (str, Path)) and str(x).endswith(".json"):
             return load_result(x)

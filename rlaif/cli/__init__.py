@@ -37,7 +37,7 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 # Option fields whose CLI flag is not their name (train's TrainConfig / LoraSettings).
 ALIASES = {"learning_rate": "lr", "output_dir": "output", "lora.r": "lora_r", "lora.alpha": "lora_alpha",
-           "lora.dropout": "lora_dropout"}
+           "lora.dropout": "lora_dropout", "n_boot": "bootstrap"}
 
 
 def as_flags(e: ConfigError, parser: argparse.ArgumentParser) -> ConfigError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rlaif.cli.common import add_concurrency, add_dirs, add_judging_flags, add_quiet, parser, stderr
+from rlaif.cli.common import add_concurrency, add_dirs, add_judging_flags, add_quiet, kappa, parser, stderr
 from rlaif.cli.gate import kappa_floor
 from rlaif.errors import RlaifError
 
@@ -149,7 +149,7 @@ def add_rubric_test(rs) -> None:
     tp.add_argument("rubric", help="rubric name or path")
     tp.add_argument("--gold", "-g", required=True, help="gold JSONL (e.g. examples/gold/human_pairs_dev.jsonl)")
     tp.add_argument("--output", "-o", default=None, help="save the result JSON (input of rlaif report and the gate)")
-    tp.add_argument("--min-kappa", type=float, default=None, help="exit 1 if the headline κ is below this")
+    tp.add_argument("--min-kappa", type=kappa, default=None, help="exit 1 if the headline κ is below this")
     _gold_options(tp)
     tp.set_defaults(func=cmd_rubric_test)
     dp = parser(rs, "diff", help="compare two rubric versions on the same gold set",

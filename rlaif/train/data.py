@@ -138,6 +138,24 @@ def encode(tok, prompt, completions: list) -> tuple[list[int], list[list[int]]]:
 # ---------------------------------------------------------------------------------------------
 # Preference pairs (DPO) and demonstrations (SFT)
 # ---------------------------------------------------------------------------------------------
+def pair_fields(row, path: str, line) -> tuple:
+    """(prompt, chosen, rejected) of one preference row, checked; InputError naming the field."""
+    if not isinstance(row, dict):
+        raise InputError(path, line, None, f"expected an object, got {type(row).__name__}")
+    for f in ("prompt", "chosen", "rejected"):
+        if f not in row or row[f] is None:
+            raise InputError(path, line, f, "missing (a preference row needs prompt, chosen, rejected)")
+    return (as_messages(row["prompt"], "user", path, line, "prompt"),
+            as_messages(row["chosen"], "assistant", path, line, "chosen"),
+            as_messages(row["rejected"], "assistant", path, line, "rejected"))
+
+
+def check_pairs(rows: Rows) -> None:
+    """Every preference row checked before the model loads (a bad row 9,000 costs no load)."""
+    for i, row in enumerate(rows.rows):
+        pair_fields(row, *rows.where(i))
+
+
 def tokenize_pairs(tok, rows: Rows, max_length: int | None = 1024, soft_labels: bool = False) -> tuple[list[dict], int]:
     """Check and tokenize preference rows -> (examples, dropped). Each example holds prompt_ids,
     chosen_ids, rejected_ids (and p_chosen with soft_labels). Rows whose prompt alone fills
@@ -145,14 +163,7 @@ def tokenize_pairs(tok, rows: Rows, max_length: int | None = 1024, soft_labels: 
     out, dropped = [], 0
     for i, row in enumerate(rows.rows):
         path, line = rows.where(i)
-        if not isinstance(row, dict):
-            raise InputError(path, line, None, f"expected an object, got {type(row).__name__}")
-        for f in ("prompt", "chosen", "rejected"):
-            if f not in row or row[f] is None:
-                raise InputError(path, line, f, "missing (a preference row needs prompt, chosen, rejected)")
-        prompt = as_messages(row["prompt"], "user", path, line, "prompt")
-        chosen = as_messages(row["chosen"], "assistant", path, line, "chosen")
-        rejected = as_messages(row["rejected"], "assistant", path, line, "rejected")
+        prompt, chosen, rejected = pair_fields(row, path, line)
         ex = {}
         if soft_labels:
             p = row.get("p_chosen")

@@ -95,7 +95,7 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
     loaded causal LM to train instead of `cfg.model`. Returns a summary; the adapter is written
     to OUT/adapter, metrics to OUT/metrics.jsonl, checkpoints to OUT/checkpoint-N.
     """
-    from rlaif.train.data import collate_pairs, pad_id_of, read_rows, tokenize_pairs
+    from rlaif.train.data import check_pairs, collate_pairs, pad_id_of, read_rows, tokenize_pairs
 
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
@@ -106,6 +106,7 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
         raise RlaifError("--soft-labels works with the sigmoid loss only")
     run = Run(cfg, "dpo")
     rows = read_rows(data, cfg.split)
+    check_pairs(rows)
     if model is None:
         model, tok = run.load_model()
     else:
