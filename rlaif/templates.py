@@ -30,7 +30,7 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rlaif.errors import TemplateError
+from rlaif.errors import ConfigError, Problem, TemplateError
 from rlaif.records import Message
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -47,6 +47,10 @@ def search_path(kind: str, extra: list[str | Path] | None = None) -> list[Path]:
     # Memoised on everything it reads (judging renders once per request: resolving paths each
     # time cost ~1 ms per row); a copy so callers may change the list.
     env = os.environ.get(f"RLAIF_{kind.upper()}_PATH", "")
+    for p in extra or []:       # a folder the user named must exist: a typo would silently search nothing
+        if not Path(p).is_dir():
+            raise ConfigError([Problem(f"{kind}_dirs", f"{p}: {'not a folder' if Path(p).exists() else 'no such folder'}")],
+                              source="options")
     return list(_search_path(kind, tuple(str(p) for p in (extra or [])), env, os.getcwd()))
 
 

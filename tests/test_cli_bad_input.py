@@ -39,14 +39,6 @@ def jsonl(rows) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
-RUBRIC_YAML = """\
-name: tiny
-description: a tiny rubric for tests
-scale: [1, 5]
-criteria:
-  - name: helpful
-    description: answers the question
-"""
 
 
 @dataclass
@@ -77,7 +69,7 @@ def files(tmp_path) -> Files:
         "judge: {model: fake/hash, rubric: helpfulness}\n")
     rubrics = d / "rubrics"
     rubrics.mkdir()
-    (rubrics / "tiny.yaml").write_text(RUBRIC_YAML)
+    (rubrics / "tiny.yaml").write_text((ROOT / "rubrics/helpfulness.yaml").read_text())
     adapter = d / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "default"}))
@@ -277,9 +269,14 @@ def test_bad_input_is_refused_in_one_line(name, bad, files, tmp_path, capsys, gu
         raise AssertionError(bad)
     elif bad == "not-utf8":
         target.write_bytes(target.read_bytes().replace(b"a", b"\xe9", 1))
+    elif bad == "truncated" and cmd.kind == "yaml":
+        target.write_text(target.read_text() + "\nextra: [unclosed\n")
+        if name == "rubric lint":      # a YAML syntax error is what lint is for: exit 1, the problem on stdout
+            assert run_cli(argv) == 1
+            assert f"{target}: 1 problem(s)" in capsys.readouterr().out and not guard
+            return
     elif bad == "truncated":
-        target.write_text(target.read_text()[: len(target.read_text()) // 2].rstrip() + (" [" if cmd.kind == "yaml"
-                                                                                          else ""))
+        target.write_text(target.read_text()[: len(target.read_text()) // 2])
     elif bad == "nan":
         target.write_text(json.dumps({**json.loads(target.read_text()), "x": float("nan")}))
     elif bad == "surrogate":

@@ -12,13 +12,16 @@ from rlaif.errors import RlaifError
 def cmd_rubric_lint(args) -> int:
     from rlaif.rubrics import find_rubric, lint
 
-    bad = 0
+    from rlaif.io import read_text
+
+    bad = unreadable = 0
     for target in args.paths:
         try:
             path = find_rubric(target, args.rubrics_dir)
+            read_text(path)         # a file that cannot be read is bad input (exit 2), not a lint finding
         except RlaifError as e:
-            stderr(str(e))
-            bad += 1
+            stderr(f"error: {e}")
+            unreadable += 1
             continue
         problems = lint(path, args.prompts_dir)
         if problems:
@@ -28,7 +31,7 @@ def cmd_rubric_lint(args) -> int:
                 print(f"  - {pr}")
         else:
             print(f"{path}: ok")
-    return 1 if bad else 0
+    return 2 if unreadable else 1 if bad else 0
 
 
 def cmd_rubric_render(args) -> int:
