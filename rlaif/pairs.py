@@ -41,7 +41,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 
 from rlaif.errors import InputError, RlaifError
-from rlaif.io import numbered_rows
+from rlaif.io import duplicate_id, numbered_rows
 
 POLICIES = ("best_vs_worst", "all_pairs", "best_vs_random")
 INCONSISTENT = ("drop", "downweight", "keep")
@@ -194,7 +194,23 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         lines.append(n)
     if mode == "absolute":
         check_candidates(rows, lines, path)
+    else:
+        check_groups(rows, lines, path)
     return rows, lines, mode, path
+
+
+def check_groups(rows: list[dict], lines: list[int], path: str) -> None:
+    """Pairwise/rank rows: one id judged twice by one judge with one rubric is a duplicated row (or
+    two prompts sharing an id); its pairs would count twice or collide (issue 15.5). Different judges
+    on one id (a jury written to one file) are fine."""
+    first: dict[tuple, int] = {}
+    for row, n in zip(rows, lines, strict=True):
+        if row.get("id") is None:
+            continue
+        k = (json.dumps(row["id"]), row.get("judge"), row.get("rubric"))
+        if k in first:
+            raise duplicate_id(path, n, row["id"], first[k])
+        first[k] = n
 
 
 def _candidate_key(row: dict) -> tuple[str, str]:

@@ -189,7 +189,7 @@ def assert_refused(rc, capsys, sent, out: Path | None, *names: str):
 
 
 # ---------------------------------------------------------------- the corpus of malformed inputs
-def corrupt_jsonl(kind: str, path: Path, good: str) -> str | None:
+def corrupt_jsonl(kind: str, path: Path, good: str) -> str:
     """Replace the good JSONL at `path` by a malformed one; return what the message must name."""
     rows = [json.loads(line) for line in good.splitlines() if line.strip()]
     first = json.dumps(rows[0])
@@ -210,7 +210,7 @@ def corrupt_jsonl(kind: str, path: Path, good: str) -> str | None:
         return ":2"
     if kind == "duplicate-ids":
         path.write_text(json.dumps({**rows[0], "id": "same"}) + "\n" + json.dumps({**rows[-1], "id": "same"}) + "\n")
-        return "same"
+        return ":2"
     raise AssertionError(kind)
 
 
@@ -264,7 +264,7 @@ def test_bad_input_is_refused_in_one_line(name, bad, files, tmp_path, capsys, gu
         __import__("shutil").rmtree(target)
         target.write_text("not a folder\n")
     elif cmd.kind == "jsonl":
-        name_it[0] += corrupt_jsonl(bad, target, target.read_text()) if bad != "duplicate-ids" else ""
+        name_it[0] += corrupt_jsonl(bad, target, target.read_text())
     elif cmd.kind == "dir":
         raise AssertionError(bad)
     elif bad == "not-utf8":
