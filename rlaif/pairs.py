@@ -696,14 +696,23 @@ def remove_stale_temps(out: Path) -> list[Path]:
     return removed
 
 
+def check_dataset_output(out_dir: str | Path) -> Path:
+    """The dataset folder `-o` may be written: absent, empty, or an earlier rlaif dataset. Checked
+    before any work (issue 15.13), again just before writing."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RlaifError(f"-o {out}: is a file; pairs writes a dataset folder (choose another -o)")
+    if out.exists() and any(out.iterdir()) and not (out / STATS_FILE).exists():
+        raise RlaifError(f"{out} exists and is not an rlaif dataset; refusing to overwrite it (choose another -o)")
+    return out
+
+
 def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: list[str] = (), meta: dict) -> Path:
     """save_to_disk + card + stats (+ parquet/jsonl exports) into a temp folder, then swapped into
     place, so `out_dir` always holds a complete dataset (the old one or the new one)."""
     from datasets import Dataset
 
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / STATS_FILE).exists():
-        raise RlaifError(f"{out} exists and is not an rlaif dataset; refusing to overwrite it (choose another -o)")
+    out = check_dataset_output(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -796,6 +805,8 @@ def build_pairs(judged: str | Path | list[dict], output: str | Path | None = Non
         if fmt not in FORMATS:
             raise RlaifError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     token = hub_token() if push_to_hub_repo else None       # fail before any work, not after
+    if output is not None:
+        check_dataset_output(output)
     opts = PairOptions(policy=policy, min_margin=min_margin, inconsistent=inconsistent,
                        inconsistent_weight=inconsistent_weight, max_length_ratio=max_length_ratio, seed=seed)
     rows, _lines, mode, path = read_judged(judged)

@@ -329,7 +329,7 @@ def output_cases():
     for name, cmd in COMMANDS.items():
         if cmd.out and cmd.kind == "jsonl":
             yield name, "input"
-        if cmd.out and not name.startswith(("train", "export")):   # those write a folder: -o DIR is their form
+        if cmd.out and not name.startswith(("train", "export", "pairs")):   # they write a folder: -o DIR is their form
             yield name, "folder"
 
 
