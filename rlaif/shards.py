@@ -66,8 +66,10 @@ def select_shard(rows: list[dict], i: int, n: int, lines: list[int] | None = Non
 
 def merge(paths: list[str | Path], output: str | Path, input: str | Path | None = None) -> int:
     """Merge shard outputs into `output` (atomically). Returns the number of rows written."""
-    from rlaif.io import iter_jsonl, write_jsonl
+    from rlaif.io import check_row, infer_mode, iter_jsonl, write_jsonl
+    from rlaif.journal import check_output
 
+    check_output(output, inputs=[*paths, *([input] if input is not None else [])])
     seen: dict[str, tuple[str, int]] = {}
     merged: list[dict] = []
     for p in paths:
@@ -76,6 +78,7 @@ def merge(paths: list[str | Path], output: str | Path, input: str | Path | None 
                 raise row
             if not isinstance(row, dict):
                 raise InputError(str(p), line, None, "expected a JSON object")
+            check_row(row, str(p), line, infer_mode(row))     # a judged row still carries its input row
             k = row_key(row)
             if k in seen:
                 raise InputError(str(p), line, "id" if k.startswith("id:") else None,
