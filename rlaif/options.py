@@ -57,8 +57,9 @@ class EngineOptions(_Options):
     """How requests are sent. None: the engine's default (its reason is documented in rlaif.engine)."""
 
     concurrency: int = Field(16, ge=1, description="requests in flight at once")
-    rpm: float | None = Field(None, ge=0, description="requests per minute (None: no limit)")
-    tpm: float | None = Field(None, ge=0, description="tokens per minute (None: no limit)")
+    # gt=0: a limit of 0 would mean "never send"; it used to be read as "no limit" (issue 15.24)
+    rpm: float | None = Field(None, gt=0, description="requests per minute (None: no limit)")
+    tpm: float | None = Field(None, gt=0, description="tokens per minute (None: no limit)")
     timeout: float | None = Field(None, gt=0, description="seconds per request (None: the engine's default)")
     max_retries: int | None = Field(None, ge=0, description="retries of a transient failure (None: the default)")
     max_cost: float | None = Field(None, ge=0, description="stop spending at this many USD; the rest are "

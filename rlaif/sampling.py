@@ -35,7 +35,7 @@ from typing import Any
 from rlaif.backends import as_backend
 from rlaif.backends.base import Backend
 from rlaif.engine import Engine, run_sync
-from rlaif.errors import BackendError, InputError, RlaifError
+from rlaif.errors import BackendError, ConfigError, InputError, Problem, RlaifError
 from rlaif.io import numbered_rows
 from rlaif.journal import Journal, check_output, write_jsonl_atomic
 from rlaif.progress import progress_bar
@@ -228,20 +228,22 @@ def sample(prompts: str | Path | list, n: int = DEFAULT_N, *, model: str | Backe
     """
     problems = []
     if not isinstance(n, int) or n < 1:
-        problems.append(f"n must be a positive integer, got {n!r}")
+        problems.append(Problem("n", f"must be a positive integer (got {n!r})"))
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        problems.append(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        problems.append(Problem("max_new_tokens", f"must be a positive integer (got {max_new_tokens!r})"))
     if not 0 <= temperature <= 5:
-        problems.append(f"temperature must be in 0..5, got {temperature}")
+        problems.append(Problem("temperature", f"must be in 0..5 (got {temperature})"))
     elif temperature == 0 and isinstance(n, int) and n > 1:
-        problems.append("temperature 0 is greedy decoding: all candidates of a prompt would be identical; "
-                        "use a temperature > 0 (e.g. 0.8) or n=1")
+        problems.append(Problem("temperature", "0 is greedy decoding: all candidates of a prompt would be "
+                                               "identical; use a temperature > 0 (e.g. 0.8) or n=1"))
     if not 0 < top_p <= 1:
-        problems.append(f"top_p must be in (0, 1], got {top_p}")
+        problems.append(Problem("top_p", f"must be in (0, 1] (got {top_p})"))
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        problems.append(f"limit must be a positive integer, got {limit!r}")
-    if problems:
-        raise RlaifError("bad sampling parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+        problems.append(Problem("limit", f"must be a positive integer (got {limit!r})"))
+    if not isinstance(concurrency, int) or concurrency < 1:
+        problems.append(Problem("concurrency", f"must be a positive integer (got {concurrency!r})"))
+    if problems:      # all at once, before any prompt is read or request sent; the CLI names each by its flag
+        raise ConfigError(problems, source="options")
     if output is not None:
         check_output(output, inputs=[prompts])
     rows = read_prompts(prompts, limit)
