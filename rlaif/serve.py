@@ -51,9 +51,9 @@ class RewardServerConfig(BaseModel):
     concurrency: int = Field(32, ge=1)       # judge calls in flight across all requests
     max_body_mb: float = Field(DEFAULT_MAX_BODY_MB, gt=0)
     base_url: str | None = None               # for openai/ judges on a self-hosted server (vLLM)
-    max_cost: float | None = None
-    timeout: float | None = None
-    max_retries: int | None = None
+    max_cost: float | None = Field(None, ge=0)   # the bounds of rlaif.options.EngineOptions (issue 15.24)
+    timeout: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
     cache: bool | None = None                 # None: API judges use the ledger, local/fake do not
     ledger: str | None = None
 

@@ -15,7 +15,7 @@ from rlaif.cli.common import parser
 def cmd_serve_reward(args) -> int:
     from pydantic import ValidationError
 
-    from rlaif.errors import RlaifError
+    from rlaif.errors import ConfigError, Problem
     from rlaif.serve import RewardServerConfig, serve_reward
 
     try:
@@ -24,8 +24,9 @@ def cmd_serve_reward(args) -> int:
                                  concurrency=args.concurrency, max_body_mb=args.max_body_mb, base_url=args.base_url,
                                  max_cost=args.max_cost, timeout=args.timeout, max_retries=args.max_retries,
                                  cache=False if args.no_cache else None, ledger=args.ledger)
-    except ValidationError as e:
-        raise RlaifError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+    except ValidationError as e:     # every problem at once; main() names each field by its flag
+        raise ConfigError([Problem(".".join(map(str, x["loc"])), f"{x['msg']} (got {x.get('input')!r})")
+                           for x in e.errors()], source="options") from None
     serve_reward(cfg)
     return 0
 
