@@ -71,7 +71,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from rlaif.errors import InputError, MissingDependencyError, RlaifError
+from rlaif.errors import ConfigError, InputError, MissingDependencyError, Problem, RlaifError
+from rlaif.journal import check_output
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000            # percentile bootstrap: 10k resamples put the CI ends within ~0.005
@@ -479,7 +480,15 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
     from rlaif.judge import judge as judge_rows
     from rlaif.rubrics import load_rubric
 
-    # Validate everything cheap before loading a model.
+    # Validate everything cheap before loading a model: settings (one ConfigError, issue 15.24), -o, inputs.
+    ints = {"limit": limit, "max_new_tokens": max_new_tokens, "capability_max_new_tokens": capability_max_new_tokens,
+            "batch_size": batch_size, "concurrency": concurrency, "n_resamples": n_resamples}
+    bad = [Problem(k, f"must be a positive integer (got {v!r})") for k, v in ints.items()
+           if v is not None and (not isinstance(v, int) or v < 1)]
+    if bad:
+        raise ConfigError(bad, source="options")
+    if output:
+        check_output(output, inputs=[prompts])
     rub = load_rubric(rubric, rubrics_dirs, prompts_dirs)
     if "pairwise" not in rub.modes:
         raise RlaifError(f"rubric '{rub.name}' does not support pairwise judging, which the win rate needs")
