@@ -427,17 +427,36 @@ def write_json(path: str | Path, obj: dict) -> None:
 
 def load_result(path: str | Path) -> dict:
     """A saved rubric-test result; RlaifError naming the file if it is not one."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(str(p), None, None, "file not found")
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(str(p), e.lineno, None, f"invalid JSON: {e.msg}") from None
+    from rlaif.io import read_json
+
+    obj = read_json(path)        # the one reader: missing, folder, not UTF-8, BOM, NaN, surrogates
     if not isinstance(obj, dict) or obj.get("kind") != RESULT_KIND:
-        raise InputError(str(p), None, "kind", f"not a rubric-test result (expected kind: {RESULT_KIND}; "
-                                               "make one with `rlaif rubric test ... -o RESULT.json`)")
+        raise InputError(str(path), None, "kind", f"not a rubric-test result (expected kind: {RESULT_KIND}; "
+                                                  "make one with `rlaif rubric test ... -o RESULT.json`)")
+    check_result(obj, str(path))
     return obj
+
+
+# What `rlaif report` and `rlaif rubric diff` read from a result (rubric_test writes all of them).
+RESULT_FIELDS = ("rubric", "judge", "gold", "settings", "n", "scored", "coverage", "unscored", "headline",
+                 "metrics", "baselines", "confusion", "calibration", "histograms", "items")
+RESULT_GOLD_FIELDS = ("path", "sha256", "mode")
+
+
+def check_result(obj: dict, path: str) -> None:
+    """InputError naming the first missing field of a rubric-test result (issue 15.16: a result with
+    missing fields crashed `rlaif report` with a KeyError)."""
+    hint = "; is this a complete `rlaif rubric test -o` result?"
+    for name in RESULT_FIELDS:
+        if name not in obj:
+            raise InputError(path, None, name, "missing" + hint)
+    if not isinstance(obj["gold"], dict):
+        raise InputError(path, None, "gold", f"expected an object, got {type(obj['gold']).__name__}")
+    for name in RESULT_GOLD_FIELDS:
+        if name not in obj["gold"]:
+            raise InputError(path, None, f"gold.{name}", "missing" + hint)
+    if not isinstance(obj["items"], list):
+        raise InputError(path, None, "items", f"expected a list, got {type(obj['items']).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------

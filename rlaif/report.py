@@ -697,6 +697,9 @@ def render(input: str | Path) -> tuple[str, dict | None]:
     if not isinstance(obj, dict):
         raise InputError(str(p), None, None, "expected a JSON object")
     if obj.get("kind") == "rubric_test":
+        from rlaif.gold import check_result
+
+        check_result(obj, str(p))
         return rubric_test_html(obj), obj
     if obj.get("kind") == "rubric_diff":
         return rubric_diff_html(obj), obj
@@ -708,6 +711,9 @@ def render(input: str | Path) -> tuple[str, dict | None]:
 def report(input: str | Path, output: str | Path, *, png: str | Path | None = None) -> dict:
     """Write a self-contained HTML report of `input` to `output` (atomically); with `png`, also a
     summary image rendered by headless Chromium. Returns {"html": path, "png": path or None}."""
+    from rlaif.journal import check_output
+
+    check_output(output, inputs=[input])      # a folder or the input as -o: refused before any work
     text, obj = render(input)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,20 @@ class Files:
         return str(self.d / name)
 
 
+@pytest.fixture(scope="session")
+def result_text(tmp_path_factory) -> str:
+    """A complete rubric-test result (the input of `rlaif report`), made once with the fake judge."""
+    from rlaif.gold import rubric_test
+
+    d = tmp_path_factory.mktemp("result")
+    gold = (ROOT / "examples/gold/human_pairs_dev.jsonl").read_text().splitlines()[:3]
+    (d / "gold.jsonl").write_text("\n".join(gold) + "\n")
+    rubric_test("helpfulness", d / "gold.jsonl", judge="fake/hash", n_boot=10, output=d / "result.json")
+    return (d / "result.json").read_text()
+
+
 @pytest.fixture
-def files(tmp_path) -> Files:
+def files(tmp_path, result_text) -> Files:
     d = tmp_path / "in"
     d.mkdir()
     (d / "prompts.jsonl").write_text(jsonl([{"id": i, "prompt": f"question {i}?"} for i in range(2)]))
@@ -63,7 +75,7 @@ def files(tmp_path) -> Files:
     gold = (ROOT / "examples/gold/human_pairs_dev.jsonl").read_text().splitlines()[:3]
     (d / "gold.jsonl").write_text("\n".join(gold) + "\n")
     (d / "example.json").write_text(json.dumps(ROW))
-    (d / "result.json").write_text(json.dumps({"kind": "rubric_test"}))
+    (d / "result.json").write_text(result_text)
     (d / "pipeline.yaml").write_text(
         "name: t\nprompts: prompts.jsonl\nworkdir: work\nsample: {model: fake/hash, n: 2}\n"
         "judge: {model: fake/hash, rubric: helpfulness}\n")
@@ -116,7 +128,7 @@ COMMANDS: dict[str, Cmd] = {
                                      "-j", "fake/hash", "-o", O], "jsonl", "gold.jsonl"),
     "rubric diff": Cmd(lambda F, O: ["rubric", "diff", "helpfulness", "helpfulness",
                                      "-g", F.p("gold.jsonl"), "-j", "fake/hash", "-o", O], "jsonl", "gold.jsonl"),
-    "report": Cmd(lambda F, O: ["report", F.p("result.json"), "-o", O], "json", "result.json", bom="skip"),
+    "report": Cmd(lambda F, O: ["report", F.p("result.json"), "-o", O], "json", "result.json"),
     "merge": Cmd(lambda F, O: ["merge", F.p("rows.jsonl"), "-o", O], "jsonl", "rows.jsonl"),
     # A good run serves forever: only its options are checked (before the port is bound).
     "serve reward": Cmd(lambda F, O: ["serve", "reward", "--reward", "rubric:helpfulness@fake/hash", "--port", "0"],
@@ -245,6 +257,8 @@ def cases():
         if cmd.kind == "json":
             yield name, "nan"
             yield name, "surrogate"
+        if name == "report":
+            yield name, "missing-field"
 
 
 @pytest.mark.parametrize("name,bad", list(cases()), ids=[f"{n}-{b}" for n, b in cases()])
@@ -281,6 +295,11 @@ def test_bad_input_is_refused_in_one_line(name, bad, files, tmp_path, capsys, gu
         target.write_text(json.dumps({**json.loads(target.read_text()), "x": float("nan")}))
     elif bad == "surrogate":
         target.write_text(json.dumps({**json.loads(target.read_text()), "prompt": "\ud800"}))
+    elif bad == "missing-field":
+        obj = json.loads(target.read_text())
+        del obj["gold"]
+        target.write_text(json.dumps(obj))
+        name_it.append("gold")
     assert_refused(run_cli(argv), capsys, guard, out if cmd.out else None, *name_it)
 
 
