@@ -24,7 +24,6 @@ reason, and `coverage` (scored / items) is reported so a rubric cannot look good
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable

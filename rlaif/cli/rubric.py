@@ -10,9 +10,8 @@ from rlaif.errors import RlaifError
 
 
 def cmd_rubric_lint(args) -> int:
-    from rlaif.rubrics import find_rubric, lint
-
     from rlaif.io import read_text
+    from rlaif.rubrics import find_rubric, lint
 
     bad = unreadable = 0
     for target in args.paths:
