@@ -10,6 +10,7 @@ own refusals are one line too (the usage is one `--help` away), so every refusal
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from rlaif.cli.common import HelpFormatter, stderr
@@ -23,27 +24,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """dest -> the long flag, over every command: names an option in an error as the user typed it."""
-    out: dict[str, str] = {}
-    for a in parser._actions:
-        if isinstance(a, argparse._SubParsersAction):
-            for sub in a.choices.values():
-                out.update(flag_names(sub))
-        elif a.option_strings:
-            out[a.dest] = out[f"{a.dest}s"] = max(a.option_strings, key=len)
-    return out
+# Option fields whose CLI flag is not `--` + the field name with dashes.
+ALIASES = {"learning_rate": "--lr", "output_dir": "--output", "lora.r": "--lora-r", "lora.alpha": "--lora-alpha",
+           "lora.dropout": "--lora-dropout", "n_boot": "--bootstrap", "rubrics_dirs": "--rubrics-dir",
+           "prompts_dirs": "--prompts-dir", "rewards": "--reward", "weights": "--weight", "n": "-n"}
 
 
-# Option fields whose CLI flag is not their name (train's TrainConfig / LoraSettings).
-ALIASES = {"learning_rate": "lr", "output_dir": "output", "lora.r": "lora_r", "lora.alpha": "lora_alpha",
-           "lora.dropout": "lora_dropout", "n_boot": "bootstrap"}
+def as_flags(e: ConfigError, command: argparse.ArgumentParser | None) -> ConfigError:
+    """An option model's ConfigError with each field named by the command's flag for it (where the
+    command's help lists that flag; otherwise the field name stays)."""
+    text = command.format_help() if command is not None else ""
 
+    def flag(name: str) -> str:
+        f = ALIASES.get(name, "--" + name.replace("_", "-"))
+        return f if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", text) else name
 
-def as_flags(e: ConfigError, parser: argparse.ArgumentParser) -> ConfigError:
-    """An option model's ConfigError with each field named by its CLI flag."""
-    flags = flag_names(parser)
-    return ConfigError([Problem(flags.get(ALIASES.get(p.where, p.where), p.where), p.message) for p in e.problems])
+    return ConfigError([Problem(flag(p.where), p.message) for p in e.problems])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        stderr(f"error: {as_flags(e, parser) if e.source == 'options' else e}")
+        command = getattr(args, "command_parser", None)
+        stderr(f"error: {as_flags(e, command) if e.source == 'options' else e}")
         return 2
     except RlaifError as e:
         stderr(f"error: {e}")

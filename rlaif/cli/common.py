@@ -24,8 +24,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parser(sub, name: str, **kw) -> argparse.ArgumentParser:
-    """A sub-command parser with rlaif's help formatter."""
-    return sub.add_parser(name, formatter_class=HelpFormatter, **kw)
+    """A sub-command parser with rlaif's help formatter. It records itself as `args.command_parser`
+    (the innermost wins), so an error can name an option as that command spells it."""
+    p = sub.add_parser(name, formatter_class=HelpFormatter, **kw)
+    p.set_defaults(command_parser=p)
+    return p
 
 
 def stderr(msg: str) -> None:
