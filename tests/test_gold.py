@@ -269,8 +269,10 @@ def test_cli_min_kappa_exit_codes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r.json"
     assert cli.main(["rubric", "test", "helpfulness", "--gold", str(gold), "-o", str(out), "--bootstrap", "50",
                      "-q", "--min-kappa", "0.5"]) == 0
+    # a judge that mostly picks the first slot falls below the floor (a floor above 1 is refused: exit 2)
+    monkeypatch.setattr(sys.modules["rlaif.judge"], "get_backend", lambda name=None, **kw: biased_judge(bias=0.9))
     assert cli.main(["rubric", "test", "helpfulness", "--gold", str(gold), "--bootstrap", "0", "-q",
-                     "--min-kappa", "1.01"]) == 1
+                     "--min-kappa", "0.5"]) == 1
     text = capsys.readouterr()
     assert "always_longer" in text.out and "kappa" in text.out and "FAIL" in text.err
     assert cli.main(["rubric", "diff", str(out), str(out), "--bootstrap", "20"]) == 0

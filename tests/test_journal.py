@@ -203,7 +203,7 @@ def test_cli_bad_option_exits_2_with_one_message(tmp_path, capsys, args):
     out = tmp_path / "out.jsonl"
     assert main(["judge", str(inp), "--rubric", "helpfulness", "--judge", "fake/hash", "-o", str(out), *args]) == 2
     err = capsys.readouterr().err
-    assert "problem" in err and "Traceback" not in err
+    assert err.startswith(f"error: {args[0]}: ") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not out.exists() and not out.with_name("out.jsonl.partial").exists()
 
 

@@ -96,7 +96,7 @@ def test_bad_parameters_listed_together():
     with pytest.raises(RlaifError) as e:
         sample(["x"], 0, model="fake/hash", top_p=0, max_new_tokens=0)
     msg = str(e.value)
-    assert "n must be" in msg and "top_p" in msg and "max_new_tokens" in msg
+    assert "n: must be" in msg and "top_p" in msg and "max_new_tokens" in msg
     with pytest.raises(RlaifError, match="greedy decoding"):
         sample(["x"], 4, model="fake/hash", temperature=0)
 
