@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 42
     lora: LoraSettings = field(default_factory=LoraSettings)
     adapter: str | None = None             # continue from this trained adapter (it is also the reference)
-    save_steps: int = 50                   # checkpoint every N steps (and at the end)
+    save_steps: int = 50                   # checkpoint every N steps (and at the end); 0: only at the end
     save_total_limit: int | None = 2       # keep the newest N checkpoints
     resume: str | bool | None = None       # True: newest checkpoint in output_dir; or a checkpoint folder
     log_every: int = 1
@@ -82,8 +82,9 @@ def check_config(cfg: TrainConfig) -> None:
         if not ok:
             problems.append(Problem(name, f"{rule} (got {value!r})"))
 
-    for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "log_every"):
+    for name in ("max_steps", "batch_size", "grad_accum", "log_every"):
         need(getattr(cfg, name) >= 1, name, "must be at least 1", getattr(cfg, name))
+    need(cfg.save_steps >= 0, "save_steps", "must be 0 (only at the end) or more", cfg.save_steps)
     need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0, "learning_rate", "must be a positive number",
          cfg.learning_rate)
     need(cfg.warmup_steps >= 0, "warmup_steps", "must be 0 or more", cfg.warmup_steps)
