@@ -75,6 +75,8 @@ def files(tmp_path, result_text) -> Files:
     gold = (ROOT / "examples/gold/human_pairs_dev.jsonl").read_text().splitlines()[:3]
     (d / "gold.jsonl").write_text("\n".join(gold) + "\n")
     (d / "example.json").write_text(json.dumps(ROW))
+    (d / "capability.jsonl").write_text(jsonl([{"question": "2+2?", "answer": "4"}, {"question": "3+3?", "answer": "6"}]))
+    (d / "prices.yaml").write_text("fake/hash: {input: 1.0, output: 2.0}\n")
     (d / "result.json").write_text(result_text)
     (d / "pipeline.yaml").write_text(
         "name: t\nprompts: prompts.jsonl\nworkdir: work\nsample: {model: fake/hash, n: 2}\n"
@@ -134,6 +136,24 @@ COMMANDS: dict[str, Cmd] = {
     "serve reward": Cmd(lambda F, O: ["serve", "reward", "--reward", "rubric:helpfulness@fake/hash", "--port", "0"],
                         None, out=False),
 }
+
+
+# Second inputs that commands read before any work, under the same corpus (name: "command flag").
+EXTRA_INPUTS: dict[str, Cmd] = {
+    "judge --prices": Cmd(lambda F, O: ["judge", F.p("rows.jsonl"), "-r", "helpfulness", "-j", "fake/hash",
+                                        "--prices", F.p("prices.yaml"), "-o", O], "yaml", "prices.yaml"),
+    "pairs --rubric-test": Cmd(lambda F, O: ["pairs", F.p("judged.jsonl"), "--rubric-test", F.p("result.json"),
+                                             "--min-kappa", "-1", "-o", O], "json", "result.json", bom="skip"),
+    "merge --input": Cmd(lambda F, O: ["merge", F.p("rows.jsonl"), "--input", F.p("prompts.jsonl"), "-o", O],
+                         "jsonl", "prompts.jsonl", bom="skip"),
+    "eval --capability": Cmd(lambda F, O: ["eval", "-a", F.p("adapter"), "-p", F.p("prompts.jsonl"), "-j",
+                                           "fake/hash", "--capability", F.p("capability.jsonl"), "--no-refusal",
+                                           "-o", O], "jsonl", "capability.jsonl", bom="skip"),
+}
+NO_DUPLICATE_CHECK_EXTRA = {"eval --capability": "items are keyed by position"}
+# merge --input skips invalid rows on purpose (judge --skip-invalid skipped them too), so a corrupt row
+# surfaces as "N rows of INPUT are in no shard output", naming the file but not the line.
+ONLY_PATH_CHECKS = {"merge --input": "invalid input rows are skipped, as judge --skip-invalid did"}
 
 
 def leaf_commands(parser=None, path=()):
@@ -241,14 +261,14 @@ NO_DUPLICATE_CHECK = {
 
 
 def cases():
-    for name, cmd in COMMANDS.items():
+    for name, cmd in {**COMMANDS, **EXTRA_INPUTS}.items():
         if cmd.kind is None:
             continue
         for bad in ("missing", "directory" if cmd.kind != "dir" else "a-file"):
             yield name, bad
-        if cmd.kind == "jsonl":
+        if cmd.kind == "jsonl" and name not in ONLY_PATH_CHECKS:
             for bad in JSONL_CORRUPTIONS:
-                if bad == "duplicate-ids" and name in NO_DUPLICATE_CHECK:
+                if bad == "duplicate-ids" and (name in NO_DUPLICATE_CHECK or name in NO_DUPLICATE_CHECK_EXTRA):
                     continue
                 yield name, bad
         if cmd.kind in ("json", "yaml"):
@@ -257,13 +277,13 @@ def cases():
         if cmd.kind == "json":
             yield name, "nan"
             yield name, "surrogate"
-        if name == "report":
+        if name in ("report", "pairs --rubric-test"):
             yield name, "missing-field"
 
 
 @pytest.mark.parametrize("name,bad", list(cases()), ids=[f"{n}-{b}" for n, b in cases()])
 def test_bad_input_is_refused_in_one_line(name, bad, files, tmp_path, capsys, guard):
-    cmd = COMMANDS[name]
+    cmd = {**COMMANDS, **EXTRA_INPUTS}[name]
     out = tmp_path / "out" / "result"
     out.parent.mkdir()
     target = files.d / cmd.slot

@@ -179,8 +179,11 @@ class Job:
     label: str | None = None
 
     def run(self) -> tuple[list[dict], JudgeSummary]:
+        from rlaif.cost import load_price_file
         from rlaif.ledger import Ledger
 
+        if isinstance(self.eng.prices, (str, Path)):   # read once, before the ledger or OUT.partial is opened
+            self.eng = self.eng.model_copy(update={"prices": load_price_file(self.eng.prices)})
         cache = self.eng.cache if self.eng.cache is not None else default_cache(self.backend)
         given = self.eng.ledger
         led = given if isinstance(given, Ledger) else (Ledger(given) if cache else None)
