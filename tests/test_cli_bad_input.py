@@ -393,6 +393,18 @@ def test_output_path_is_checked_before_any_work(name, what, files, tmp_path, cap
         assert out.is_dir() and not any(out.iterdir())
 
 
+def test_a_corrupt_work_file_is_refused_and_kept(files, tmp_path, capsys, guard):
+    """15.17: a damaged OUT.partial (not a job header) stops the run in one line, before any request;
+    the file is left for the user to inspect (or --fresh)."""
+    out = tmp_path / "out.jsonl"
+    partial = Path(f"{out}.partial")
+    partial.write_bytes(b"garbage\xff\n{\"x\":\n")
+    rc = run_cli(COMMANDS["judge"].argv(files, str(out)))
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1 and "out.jsonl.partial" in err and "--fresh" in err, err
+    assert not guard and not out.exists() and partial.read_bytes() == b"garbage\xff\n{\"x\":\n"
+
+
 # ---------------------------------------------------------------- the real entry point
 @pytest.mark.parametrize("argv_of", [
     lambda F, O: ["judge", F.p("rows.jsonl"), "-r", "helpfulness", "-j", "fake/hash", "--rpm", "-5", "-o", O],
