@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
 
-from rlaif.errors import InputError, RlaifError
+from rlaif.errors import ConfigError, InputError, Problem, RlaifError
 from rlaif.io import duplicate_id, numbered_rows
 
 POLICIES = ("best_vs_worst", "all_pairs", "best_vs_random")
@@ -63,19 +63,20 @@ class PairOptions:
     seed: int = 0                             # best_vs_random's choice
 
     def check(self) -> None:
-        problems = []
+        problems = []       # every problem at once, each named by its field (the CLI shows the flag)
         if self.policy not in POLICIES:
-            problems.append(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+            problems.append(Problem("policy", f"must be one of {', '.join(POLICIES)} (got {self.policy!r})"))
         if self.inconsistent not in INCONSISTENT:
-            problems.append(f"inconsistent must be one of {', '.join(INCONSISTENT)}, got {self.inconsistent!r}")
+            problems.append(Problem("inconsistent", f"must be one of {', '.join(INCONSISTENT)} "
+                                                    f"(got {self.inconsistent!r})"))
         if self.min_margin is not None and self.min_margin < 0:
-            problems.append(f"min_margin must be >= 0, got {self.min_margin}")
+            problems.append(Problem("min_margin", f"must be >= 0 (got {self.min_margin})"))
         if not 0 < self.inconsistent_weight <= 1:
-            problems.append(f"inconsistent_weight must be in (0, 1], got {self.inconsistent_weight}")
+            problems.append(Problem("inconsistent_weight", f"must be in (0, 1] (got {self.inconsistent_weight})"))
         if self.max_length_ratio is not None and self.max_length_ratio < 1:
-            problems.append(f"max_length_ratio must be >= 1 (longer/shorter), got {self.max_length_ratio}")
+            problems.append(Problem("max_length_ratio", f"must be >= 1 (longer/shorter) (got {self.max_length_ratio})"))
         if problems:
-            raise RlaifError("bad pair options:\n" + "\n".join(f"  - {p}" for p in problems))
+            raise ConfigError(problems, source="options")
 
 
 # ---------------------------------------------------------------------------------------------

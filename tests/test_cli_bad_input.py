@@ -344,6 +344,11 @@ BAD_OPTIONS = {
     "--samples": "-2", "--max-tokens": "0", "--batch-size": "0", "--lora-r": "0", "--min-kappa": "5",
     "--max-cost": "-1", "-n": "0", "--max-new-tokens": "0", "--limit": "-1", "--grad-accum": "0",
     "--tpm": "0", "--max-steps": "-2", "--lr": "-1", "--bootstrap": "-1", "--max-body-mb": "0",
+    "--min-margin": "-1", "--max-length-ratio": "0", "--inconsistent-weight": "-1", "-G": "0",
+    "--max-completion-length": "0", "--temperature": "-1", "--top-p": "0", "--show": "-1", "--port": "70000",
+    "--num-iterations": "0", "--warmup-steps": "-1", "--max-length": "0", "--lora-alpha": "0",
+    "--lora-dropout": "1", "--save-total-limit": "0", "--n-resamples": "0", "--capability-max-new-tokens": "0",
+    "--batch-poll": "-1", "--label-smoothing": "2",
 }
 
 

@@ -27,7 +27,8 @@ class Parser(argparse.ArgumentParser):
 # Option fields whose CLI flag is not `--` + the field name with dashes.
 ALIASES = {"learning_rate": "--lr", "output_dir": "--output", "lora.r": "--lora-r", "lora.alpha": "--lora-alpha",
            "lora.dropout": "--lora-dropout", "n_boot": "--bootstrap", "rubrics_dirs": "--rubrics-dir",
-           "prompts_dirs": "--prompts-dir", "rewards": "--reward", "weights": "--weight", "n": "-n"}
+           "prompts_dirs": "--prompts-dir", "rewards": "--reward", "weights": "--weight", "n": "-n",
+           "num_generations": "-G", "loss_type": "--loss"}
 
 
 def as_flags(e: ConfigError, command: argparse.ArgumentParser | None) -> ConfigError:

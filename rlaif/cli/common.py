@@ -62,6 +62,17 @@ def kappa(text: str) -> float:
     return v
 
 
+def count(text: str) -> int:
+    """An argparse type for a count shown or kept (--show): 0 or more; -1 is no 'all' here, it's a typo."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more; got {v}")
+    return v
+
+
 def add_dirs(p) -> None:
     p.add_argument("--rubrics-dir", action="append", default=None, help=_help(JobOptions, "rubrics_dirs"))
     p.add_argument("--prompts-dir", action="append", default=None, help=_help(JobOptions, "prompts_dirs"))

@@ -12,6 +12,7 @@ from rlaif.cli.common import (
     add_judging_flags,
     add_quiet,
     api_judge_kwargs,
+    count,
     engine_kwargs,
     one_or_many,
     parser,
@@ -89,7 +90,7 @@ def add_judge(sub) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="skip malformed rows (reported) instead of stopping")
     add_concurrency(p)
     add_engine_flags(p)
-    p.add_argument("--show", type=int, default=10, help="how many verdicts to print when writing to a file")
+    p.add_argument("--show", type=count, default=10, help="how many verdicts to print when writing to a file")
     add_quiet(p)
     add_api_judge_flags(p)
     add_dirs(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rlaif.cli.common import add_concurrency, add_dirs, add_judging_flags, add_quiet, kappa, parser, stderr
+from rlaif.cli.common import add_concurrency, add_dirs, add_judging_flags, add_quiet, count, kappa, parser, stderr
 from rlaif.cli.gate import kappa_floor
 from rlaif.errors import RlaifError
 
@@ -162,6 +162,6 @@ def add_rubric_test(rs) -> None:
     dp.add_argument("new", help="the new rubric (name or path) or its saved rubric-test result (.json)")
     dp.add_argument("--gold", "-g", default=None, help="gold JSONL (not needed when OLD and NEW are results)")
     dp.add_argument("--output", "-o", default=None, help="save the diff JSON")
-    dp.add_argument("--show", type=int, default=10, help="how many disagreeing items to print")
+    dp.add_argument("--show", type=count, default=10, help="how many disagreeing items to print")
     _gold_options(dp)
     dp.set_defaults(func=cmd_rubric_diff)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlaif.errors import RlaifError
+from rlaif.errors import ConfigError, Problem, RlaifError
 from rlaif.train import losses
 from rlaif.train.loop import Run, TrainConfig, batch_logps
 from rlaif.train.loop import with_overrides as _with
@@ -100,10 +100,18 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
     cfg = _with(cfg or DPOConfig(), overrides)
+    problems = []       # every problem at once, each named by its field (the CLI shows the flag)
     if cfg.loss_type not in losses.DPO_LOSSES:
-        raise RlaifError(f"unknown DPO loss '{cfg.loss_type}'; choose one of {', '.join(losses.DPO_LOSSES)}")
+        problems.append(Problem("loss_type", f"unknown DPO loss '{cfg.loss_type}'; choose one of "
+                                             f"{', '.join(losses.DPO_LOSSES)}"))
     if cfg.soft_labels and cfg.loss_type != "sigmoid":
-        raise RlaifError("--soft-labels works with the sigmoid loss only")
+        problems.append(Problem("soft_labels", "works with the sigmoid loss only"))
+    if not cfg.beta > 0:
+        problems.append(Problem("beta", f"must be positive (got {cfg.beta})"))
+    if not 0 <= cfg.label_smoothing < 0.5:      # a share of flipped labels; 0.5 would mean no signal at all
+        problems.append(Problem("label_smoothing", f"must be in [0, 0.5) (got {cfg.label_smoothing})"))
+    if problems:
+        raise ConfigError(problems, source="options")
     run = Run(cfg, "dpo")
     rows = read_rows(data, cfg.split)
     check_pairs(rows)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rlaif.errors import RlaifError
+from rlaif.errors import ConfigError, Problem
 from rlaif.train import losses
 from rlaif.train.loop import Run, TrainConfig, batch_logps
 
@@ -141,21 +141,32 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
     cfg = _with(cfg or GRPOConfig(), overrides)
-    problems = []
+    problems = []       # every problem at once, each named by its field (the CLI shows the flag)
     if not cfg.rewards:
-        problems.append("no reward: pass --reward rubric:NAME[@judge] or --reward module:function")
+        problems.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
     if cfg.loss_type not in losses.GRPO_LOSSES:
-        problems.append(f"unknown loss '{cfg.loss_type}' (choose {', '.join(losses.GRPO_LOSSES)})")
+        problems.append(Problem("loss_type", f"unknown loss '{cfg.loss_type}' (choose {', '.join(losses.GRPO_LOSSES)})"))
     if cfg.scale_rewards not in losses.ADV_SCALING:
-        problems.append(f"unknown reward scaling '{cfg.scale_rewards}' (choose {', '.join(losses.ADV_SCALING)})")
+        problems.append(Problem("scale_rewards", f"unknown reward scaling '{cfg.scale_rewards}' "
+                                                 f"(choose {', '.join(losses.ADV_SCALING)})"))
     if cfg.num_generations < 2:
-        problems.append("num_generations must be ≥ 2: the advantage is relative to the group")
+        problems.append(Problem("num_generations", f"must be ≥ 2: the advantage is relative to the group "
+                                                   f"(got {cfg.num_generations})"))
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
-        problems.append(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
+        problems.append(Problem("reward_weights", f"{len(cfg.reward_weights)} reward weights for "
+                                                  f"{len(cfg.rewards)} rewards"))
     if cfg.vllm_mode not in VLLM_MODES:
-        problems.append(f"unknown vllm_mode '{cfg.vllm_mode}' (choose {', '.join(VLLM_MODES)})")
+        problems.append(Problem("vllm_mode", f"unknown vllm_mode '{cfg.vllm_mode}' (choose {', '.join(VLLM_MODES)})"))
+    if not cfg.temperature > 0:
+        problems.append(Problem("temperature", f"must be positive: GRPO samples its groups (got {cfg.temperature})"))
+    if cfg.num_iterations < 1:
+        problems.append(Problem("num_iterations", f"must be at least 1 (got {cfg.num_iterations})"))
+    if cfg.max_completion_length < 1:
+        problems.append(Problem("max_completion_length", f"must be at least 1 (got {cfg.max_completion_length})"))
+    if cfg.beta < 0 or cfg.epsilon < 0 or (cfg.epsilon_high is not None and cfg.epsilon_high < 0):
+        problems.append(Problem("beta" if cfg.beta < 0 else "epsilon", "must be 0 or more"))
     if problems:
-        raise RlaifError("; ".join(problems))
+        raise ConfigError(problems, source="options")
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
