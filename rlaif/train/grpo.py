@@ -123,24 +123,10 @@ def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None 
                             max_completion_length=cfg.max_completion_length, num_items=num_items)
 
 
-def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=None, **overrides) -> dict:
-    """Train a LoRA adapter with GRPO; the CLI's `rlaif train grpo` calls this.
+def check_config(cfg: GRPOConfig) -> None:
+    """GRPO's own settings, all at once, before the model or the data is touched (issue 15.24)."""
+    from rlaif.train.generation import VLLM_MODES
 
-    prompts: JSONL file, dataset folder or list of rows with a `prompt` (string or messages);
-    other columns reach the reward functions as keyword arguments. rewards (GRPOConfig.rewards):
-    specs like "rubric:helpfulness@local/default", "pkg.mod:fn", "file.py:fn", or callables.
-    Returns a summary; the adapter is written to OUT/adapter, metrics to OUT/metrics.jsonl.
-    """
-    import torch
-
-    from rlaif.train.data import read_prompts, read_rows
-    from rlaif.train.generation import VLLM_MODES, make_generator
-    from rlaif.train.loop import with_overrides as _with
-    from rlaif.train.rewards import RubricReward, load_reward
-
-    if isinstance(model, str):          # a model name or folder, not a loaded model
-        model, overrides = None, dict(overrides, model=model)
-    cfg = _with(cfg or GRPOConfig(), overrides)
     problems = []       # every problem at once, each named by its field (the CLI shows the flag)
     if not cfg.rewards:
         problems.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
@@ -167,6 +153,27 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
         problems.append(Problem("beta" if cfg.beta < 0 else "epsilon", "must be 0 or more"))
     if problems:
         raise ConfigError(problems, source="options")
+
+
+def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=None, **overrides) -> dict:
+    """Train a LoRA adapter with GRPO; the CLI's `rlaif train grpo` calls this.
+
+    prompts: JSONL file, dataset folder or list of rows with a `prompt` (string or messages);
+    other columns reach the reward functions as keyword arguments. rewards (GRPOConfig.rewards):
+    specs like "rubric:helpfulness@local/default", "pkg.mod:fn", "file.py:fn", or callables.
+    Returns a summary; the adapter is written to OUT/adapter, metrics to OUT/metrics.jsonl.
+    """
+    import torch
+
+    from rlaif.train.data import read_prompts, read_rows
+    from rlaif.train.generation import make_generator
+    from rlaif.train.loop import with_overrides as _with
+    from rlaif.train.rewards import RubricReward, load_reward
+
+    if isinstance(model, str):          # a model name or folder, not a loaded model
+        model, overrides = None, dict(overrides, model=model)
+    cfg = _with(cfg or GRPOConfig(), overrides)
+    check_config(cfg)
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
