@@ -517,6 +517,7 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
     p.add_argument("--model", "-m", default="default", help="base model: 'default' (embedded SmolLM2), a folder or hub id")
     p.add_argument("--output", "-o", required=True, help="output folder: adapter/, checkpoint-N/, metrics.jsonl")
     p.add_argument("--max-steps", type=int, default=100, help="optimiser steps")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the data; sets --max-steps from the data size")
     p.add_argument("--batch-size", type=int, default=4, help=batch_help)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--lr", type=float, default=default_lr, help="learning rate")
@@ -554,14 +555,14 @@ def _train_kwargs(args) -> dict:
                 lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
-                split=args.split, progress=not args.quiet, compile=args.compile)
+                split=args.split, progress=not args.quiet, compile=args.compile, epochs=args.epochs)
 
 
 def _print_summary(summary: dict) -> None:
+    from rlaif.train.checks import format_summary
+
     if summary:
-        final = {k: round(v, 4) if isinstance(v, float) else v for k, v in (summary.get("final") or {}).items()}
-        _stderr(f"trained {summary.get('steps')} steps in {summary.get('seconds')}s -> {summary.get('adapter')}")
-        _stderr("final: " + json.dumps(final))
+        _stderr(format_summary(summary))
 
 
 def cmd_train_dpo(args) -> int:

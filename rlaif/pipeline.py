@@ -37,6 +37,7 @@ import yaml
 from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationError
 
 from rlaif.errors import ConfigError, Problem, RlaifError
+from rlaif.hashing import content_hash
 
 STAGE_VERSION = 1      # bump when a stage's output format changes, so old outputs are not reused
 MANIFEST = "manifest.json"
@@ -257,20 +258,6 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
 # ---------------------------------------------------------------------------------------------
 # Stage bookkeeping
 # ---------------------------------------------------------------------------------------------
-def content_hash(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents)."""
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-            h.update(content_hash(f).encode())
-        return h.hexdigest()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stage_key(name: str, config: dict, inputs: dict) -> str:
     blob = json.dumps({"stage": name, "version": STAGE_VERSION, "config": config, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
