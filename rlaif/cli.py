@@ -446,6 +446,9 @@ def cmd_pairs(args) -> int:
                       push_to_hub_repo=args.push_to_hub, name=args.name, min_kappa=args.min_kappa,
                       rubric_test_result=args.rubric_test)
     print(res.render())
+    from rlaif.pairs import render_dropped
+    if render_dropped(res.stats):
+        print(render_dropped(res.stats))
     print(f"wrote {res.output} (load with datasets.load_from_disk; card in {res.output}/README.md)")
     if res.url:
         print(f"pushed to {res.url}")
