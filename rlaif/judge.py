@@ -916,6 +916,9 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
     from rlaif.ledger import Ledger
     from rlaif.shards import parse_shard, select_shard
 
+    from rlaif.grouping import group_if_candidates
+
+    input = group_if_candidates(input, mode)    # `rlaif sample` output judged pairwise/rank: regrouped per prompt
     opts = dict(judge_options or {}, **({"base_url": base_url} if base_url else {}))
     judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
     rubrics = list(rubric) if isinstance(rubric, (list, tuple)) else [rubric]

@@ -583,13 +583,7 @@ def eval_summary(report: dict) -> dict:
 
 def _write_rank_input(candidates: Path, dest: Path) -> None:
     """Candidates regrouped one row per prompt, for rank judging (`responses` + their sampler models)."""
+    from rlaif.grouping import group_candidates
     from rlaif.io import iter_jsonl, write_jsonl
 
-    groups: dict[str, dict] = {}
-    for _n, r in iter_jsonl(candidates):
-        g = groups.setdefault(r["prompt_id"], {"id": r["prompt_id"], "prompt": r["prompt"], "messages": r["messages"],
-                                               "responses": [], "models": [], "candidate_ids": []})
-        g["responses"].append(r["response"])
-        g["models"].append(r.get("model"))
-        g["candidate_ids"].append(r["id"])
-    write_jsonl(dest, [g for g in groups.values() if len(g["responses"]) >= 2])
+    write_jsonl(dest, group_candidates([r for _n, r in iter_jsonl(candidates)], "rank").rows)
