@@ -368,9 +368,9 @@ def _gold_options(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of --limit's subset and of the bootstrap")
     p.add_argument("--generative", action="store_true", help="judge writes a rationale, then the verdict (parsed)")
     p.add_argument("--one-order", action="store_true", help="pairwise: judge only the given A/B order (no swap)")
-    p.add_argument("--tie-margin", type=float, default=0.0,
-                   help="pairwise: also call a tie when |P(A better) - 0.5| <= this (default 0: only "
-                        "verdicts that flip when A and B swap are ties)")
+    p.add_argument("--tie-margin", type=float, default=0.05,
+                   help="pairwise: a tie when |P(A better) - 0.5| <= this, as `judge` labels it (verdicts "
+                        "that flip when A and B swap are ties too)")
     p.add_argument("--score-to-label", choices=["round", "argmax"], default="round",
                    help="absolute: expected score rounded to the nearest point (default), or the most probable point")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")

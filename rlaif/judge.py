@@ -42,6 +42,9 @@ from rlaif.errors import BackendError, RlaifError, TemplateError
 from rlaif.records import GenParams, Judgment
 from rlaif.rubrics import Rubric, load_rubric
 from rlaif.templates import render_messages
+from rlaif.ties import TIE_MARGIN
+from rlaif.ties import describe as describe_tie_rule
+from rlaif.ties import preference as tie_preference
 
 GENERATIVE_MAX_TOKENS = 512     # room for a short rationale and the verdict line
 TOP_LOGPROBS = 20               # OpenAI's maximum; enough to find every score token in practice
@@ -322,7 +325,7 @@ class JudgeConfig:
     max_tokens: int = GENERATIVE_MAX_TOKENS
     # pairwise: |P(A) - 0.5| below this is a tie. 0.05 because a judge whose two orders nearly
     # cancel (P(A)=0.502) has not expressed a preference; the soft label p_a is kept either way.
-    tie_margin: float = 0.05
+    tie_margin: float = TIE_MARGIN
     # None = use structured output (JSON schema / tool use) wherever the backend supports it.
     structured: bool | None = None
     repair: bool = True                 # re-ask once when a verdict cannot be read
@@ -521,7 +524,7 @@ class Judge:
         p_a = sum(w * x["p_a"] for w, x in zip(weights, res)) / sum(weights)
         orders = res[0]["orders"] if len(res) == 1 else [dict(o, criterion=c.name) for c, x in zip(r.criteria, res) for o in x["orders"]]
         consistent = None if res[0]["consistent"] is None else all(x["consistent"] for x in res)
-        pref = "tie" if abs(p_a - 0.5) <= self.cfg.tie_margin else ("a" if p_a > 0.5 else "b")
+        pref = tie_preference(p_a, self.cfg.tie_margin)       # the shared rule (rlaif/ties.py)
         rationale = "\n\n".join(x["rationale"] for x in res if x["rationale"]) or None
         n_samples = [x["n_samples"] for x in res if x["n_samples"] is not None]
         return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
@@ -695,7 +698,13 @@ def progress_bar(enabled: bool, total: int, description: str):
     if not enabled:
         return None
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
@@ -824,7 +833,14 @@ def default_cache(backend) -> bool:
 def progress_display():
     """The rich display judging progress is drawn on (one task per judge; a jury shares one)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[cost]}"),
@@ -870,7 +886,7 @@ class _Progress:
 
 def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge: str | Backend | list | None = None,
           mode: str | None = None, output: str | Path | None = None, generative: bool = False,
-          both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = 0.05,
+          both_orders: bool = True, rank_method: str = "tournament", tie_margin: float = TIE_MARGIN,
           skip_invalid: bool = False,
           concurrency: int = 16, prompts_dirs: list | None = None, rubrics_dirs: list | None = None,
           progress: bool = False, samples: int = 0, structured: bool | None = None, repair: bool = True,
@@ -912,11 +928,10 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
 
     from rlaif.cost import load_price_file
     from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+    from rlaif.grouping import group_if_candidates
     from rlaif.io import check_row, infer_mode, read_rows
     from rlaif.ledger import Ledger
     from rlaif.shards import parse_shard, select_shard
-
-    from rlaif.grouping import group_if_candidates
 
     input = group_if_candidates(input, mode)    # `rlaif sample` output judged pairwise/rank: regrouped per prompt
     opts = dict(judge_options or {}, **({"base_url": base_url} if base_url else {}))
@@ -1016,9 +1031,11 @@ def judge(input: str | Path | list[dict], rubric: str | Rubric | list, *, judge:
                if progress else None)
         pf = open(partial, "a", encoding="utf-8") if partial else None
 
+        tie_field = {"tie_rule": describe_tie_rule(tie_margin, both_orders)} if mode == "pairwise" else {}
+
         def emit(pos, j: Judgment):
             k = todo[pos]
-            row = {**rows[k], **j.to_row(), "method": method}
+            row = {**rows[k], **j.to_row(), "method": method, **tie_field}
             done[k] = row
             if pf:   # one whole line per write, flushed: a kill leaves at most a torn last line
                 pf.write(json.dumps({INDEX_FIELD: k, **row}, ensure_ascii=False) + "\n")
