@@ -353,6 +353,7 @@ def eval_html(res: dict, source: str) -> str:
     b = [f"<h1>Eval: {esc(Path(str(st.get('adapter', source))).name)} vs its base</h1>",
          f'<div class="meta">judge {esc(res.get("judge"))} · rubric {esc(res.get("rubric"))} · refusals judged with '
          f'{esc(res.get("refusal_rubric"))} · {esc(st.get("decoding", ""))} decoding · {esc(res.get("created", ""))}</div>']
+    b += [f'<div class="flag">⚠ {esc(w)}</div>' for w in res.get("warnings") or []]
     heads = []
     if wr:
         heads.append((_pct(wr["value"]), "judged win rate", f"95% CI {_pct(wr['ci'][0])}–{_pct(wr['ci'][1])} · "
