@@ -186,3 +186,29 @@ def load_model(name: str = "default", *, dtype=None, device: str | None = None, 
     if not for_training:
         model.eval()
     return model, tok
+
+
+# rows × tokens² per forward pass when scoring: on a CPU a padded batch's attention materialises
+# rows × heads × T² scores (×3 with the mask and softmax), 2.3 GB for 8 × 1,200 tokens of SmolLM2;
+# 2**21 cells keeps that near 200 MB, and a lone row without padding takes SDPA's fused path.
+SCORE_CELLS = 1 << 21
+
+
+def last_token_logits(model, input_ids, attention_mask, cells: int = SCORE_CELLS):
+    """Next-token logits (rows × vocab) of a left-padded batch, computed in row chunks whose
+    rows × length² stays under `cells`, each chunk without the padding its rows do not need. The
+    LM head runs on the last position only. Same numbers as one pass (RoPE is shift-invariant)."""
+    import torch
+
+    n, width = input_ids.shape
+    rows = max(1, cells // max(1, width * width))
+    if rows >= n:
+        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits[:, -1, :]
+    out = []
+    for i in range(0, n, rows):
+        ids, mask = input_ids[i:i + rows], attention_mask[i:i + rows]
+        used = mask.sum(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        out.append(model(input_ids=ids[:, start:], attention_mask=mask[:, start:], logits_to_keep=1).logits[:, -1, :])
+    return torch.cat(out)
+
