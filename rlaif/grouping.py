@@ -132,4 +132,4 @@ def group_if_candidates(input, mode: str | None, policy: str = "all_pairs", seed
         rows = list(input)
     if not is_candidate_rows(rows):
         return input
-    return group_candidates(rows, mode, policy, seed).rows
+    return group_candidates([r for r in rows if isinstance(r, dict)], mode, policy, seed).rows

@@ -253,14 +253,14 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, *, w: i
     if ref is not None:
         body.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(ref):.1f}" y2="{py(ref):.1f}" stroke="#c00" '
                     f'stroke-dasharray="4 3"/>')
-    for si, (name, v) in enumerate(pts.items()):
+    for si, (name, line) in enumerate(pts.items()):
         color = PALETTE[si % len(PALETTE)]
-        if len(v) == 1:
-            body.append(f'<circle cx="{px(v[0][0]):.1f}" cy="{py(v[0][1]):.1f}" r="3" fill="{color}"/>')
-        elif v:
-            d = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in v)
+        if len(line) == 1:
+            body.append(f'<circle cx="{px(line[0][0]):.1f}" cy="{py(line[0][1]):.1f}" r="3" fill="{color}"/>')
+        elif line:
+            d = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in line)
             body.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.6">'
-                        f'<title>{esc(name)}: last {esc(fmt(v[-1][1]))}</title></polyline>')
+                        f'<title>{esc(name)}: last {esc(fmt(line[-1][1]))}</title></polyline>')
     if len(series) > 1:
         lx = left
         for si, name in enumerate(series):

@@ -43,7 +43,8 @@ def data_provenance(data: str | None) -> dict:
     if not out["judges"] and p.is_file():
         from rlaif.io import iter_jsonl
 
-        judges, rubrics = set(), set()
+        judges: set[str] = set()
+        rubrics: set[str] = set()
         for _n, row in iter_jsonl(p):
             if isinstance(row, dict):
                 judges.update(x for x in str(row.get("judge") or "").split(",") if x)
