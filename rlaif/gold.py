@@ -35,6 +35,8 @@ from rlaif import agreement as ag
 from rlaif.errors import InputError, RlaifError
 from rlaif.journal import check_output, content_hash, write_json_atomic
 from rlaif.rubrics import Rubric, load_rubric
+from rlaif.ties import TIE_MARGIN, check_tie_margin, pair_label
+from rlaif.ties import describe as describe_tie_rule
 
 RESULT_KIND = "rubric_test"
 EXCERPT = 400          # characters of each text kept per item in the result, for the report's examples
@@ -335,7 +337,7 @@ def _item(i: int, row: dict, verdict: dict, mode: str, rubric: Rubric, *, tie_ma
                   response_a=_cut(row["response_a"]), response_b=_cut(row["response_b"]))
         if not verdict.get("error"):
             it.update(p_a=verdict["p_a"], consistent=verdict.get("consistent"), orders=verdict.get("orders"),
-                      judge=ag.pair_label(verdict["p_a"], verdict.get("consistent"), tie_margin=tie_margin))
+                      judge=pair_label(verdict["p_a"], verdict.get("consistent"), tie_margin))
     else:
         it.update(response=_cut(row["response"]))
         if not verdict.get("error"):
@@ -351,7 +353,7 @@ def _item(i: int, row: dict, verdict: dict, mode: str, rubric: Rubric, *, tie_ma
 
 def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: int | None = None,
                 output: str | Path | None = None, generative: bool = False, both_orders: bool = True,
-                tie_margin: float = 0.0, score_to_label: str = "round", n_boot: int = 1000, seed: int = 0,
+                tie_margin: float = TIE_MARGIN, score_to_label: str = "round", n_boot: int = 1000, seed: int = 0,
                 concurrency: int = 16, rubrics_dirs: list | None = None, prompts_dirs: list | None = None,
                 progress: bool = False) -> dict:
     """Judge a gold set with `rubric` and measure agreement with the human labels.
@@ -363,8 +365,7 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
 
     if score_to_label not in ("round", "argmax"):
         raise RlaifError(f"score_to_label must be 'round' or 'argmax', got {score_to_label!r}")
-    if not 0 <= tie_margin < 0.5:
-        raise RlaifError(f"tie_margin must be in [0, 0.5), got {tie_margin}")
+    check_tie_margin(tie_margin)
     if output:
         check_output(output, inputs=[gold])
     rub = rubric if isinstance(rubric, Rubric) else load_rubric(rubric, rubrics_dirs=rubrics_dirs,
@@ -395,8 +396,7 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
         "gold": {"path": str(gold), "sha256": _sha256(gold), "mode": mode, "rows_in_file": None,
                  "rows_used": len(rows)},
         "settings": {"limit": limit, "seed": seed, "both_orders": both_orders, "generative": generative,
-                     "tie_rule": ("inconsistent orders -> tie" if both_orders else "") +
-                                 (f"; |p_a-0.5| <= {tie_margin} -> tie" if tie_margin else ""),
+                     "tie_rule": describe_tie_rule(tie_margin, both_orders),
                      "tie_margin": tie_margin, "score_to_label": score_to_label, "n_boot": n_boot},
         **summarize(items, mode, labels, n_boot=n_boot, seed=seed),
         "items": items,

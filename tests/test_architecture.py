@@ -13,9 +13,9 @@ PKG = ROOT / "rlaif"
 
 # Bottom first; a module may import its own layer or any layer below (docs/architecture.md).
 LAYERS = [
-    ("foundation", ["rlaif.errors", "rlaif.records", "rlaif.version", "rlaif.jsondata", "rlaif.options", "rlaif.agreement",
+    ("foundation", ["rlaif.errors", "rlaif.records", "rlaif.version", "rlaif.jsondata", "rlaif.ties", "rlaif.options", "rlaif.agreement",
                     "rlaif.models"]),
-    ("files", ["rlaif.cost", "rlaif.journal", "rlaif.progress", "rlaif.io", "rlaif.shards", "rlaif.templates"]),
+    ("files", ["rlaif.cost", "rlaif.journal", "rlaif.progress", "rlaif.io", "rlaif.shards", "rlaif.templates", "rlaif.grouping"]),
     ("rubrics", ["rlaif.rubrics", "rlaif.render"]),
     ("backends", ["rlaif.backends"]),
     ("engine", ["rlaif.ledger", "rlaif.engine"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rlaif.cli.common import add_quiet, parser, stderr
 
@@ -13,6 +12,8 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
                    help="base model: 'default' (embedded SmolLM2), a folder or hub id")
     p.add_argument("--output", "-o", required=True, help="output folder: adapter/, checkpoint-N/, metrics.jsonl")
     p.add_argument("--max-steps", type=int, default=100, help="optimiser steps")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the data; sets --max-steps from the data size")
     p.add_argument("--batch-size", type=int, default=4, help=batch_help)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--lr", type=float, default=default_lr, help="learning rate")
@@ -60,15 +61,15 @@ def _train_kwargs(args) -> dict:
                                   target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
-                split=args.split, progress=not args.quiet, compile=args.compile, packing=not args.no_packing,
-                share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
+                split=args.split, progress=not args.quiet, compile=args.compile, epochs=args.epochs,
+                packing=not args.no_packing, share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
 
 
 def _print_summary(summary: dict) -> None:
+    from rlaif.train.checks import format_summary
+
     if summary:
-        final = {k: round(v, 4) if isinstance(v, float) else v for k, v in (summary.get("final") or {}).items()}
-        stderr(f"trained {summary.get('steps')} steps in {summary.get('seconds')}s -> {summary.get('adapter')}")
-        stderr("final: " + json.dumps(final))
+        stderr(format_summary(summary))       # significant digits: a 5e-5 learning rate is not 0.0001
 
 
 def cmd_train_dpo(args) -> int:

@@ -122,7 +122,7 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
                                                          cfg.pad_multiple, run.layout))
     history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
-    return run.finish({"pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
+    return run.finish({"data": rows.path, "pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
 
 
 __all__ = ["DPOConfig", "train_dpo", "dpo_batch_loss", "field"]

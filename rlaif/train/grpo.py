@@ -15,6 +15,7 @@ clip ratio and completion length.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from rlaif.errors import RlaifError
@@ -196,7 +197,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
                 run.maybe_save()
     finally:
         run.stop_progress()
-    return run.finish({"prompts": len(rows), "final": history[-1] if history else {},
+    return run.finish({"data": str(prompts) if isinstance(prompts, (str, os.PathLike)) else "<rows>",
+                       "prompts": len(rows), "final": history[-1] if history else {},
                        "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
                                                               for s in cfg.rewards]})
 

@@ -24,11 +24,14 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rlaif.errors import MissingDependencyError, RlaifError
+from rlaif.train.card import write_adapter_card
+from rlaif.train.checks import check_config, data_warnings, steps_for_epochs
 from rlaif.train.lora import LoraSettings, add_lora, count_parameters, disable_dropout, save_adapter
 
 
@@ -63,6 +66,10 @@ class TrainConfig:
     packing: bool = True                   # several sequences per row, no padding between them (exact)
     share_prompt: bool = True              # DPO pair / GRPO group: the prompt read once for its continuations (exact)
     logp_kernel: str = "auto"              # auto: Liger on CUDA where installed and checked, else torch
+    epochs: float | None = None            # when set, max_steps = the steps that cover this many passes
+
+    def __post_init__(self):
+        check_config(self)                 # out-of-range options fail here, before any model loads
 
     @property
     def pad_multiple(self) -> int:
@@ -269,8 +276,9 @@ class Run:
         dtype = getattr(torch, self.cfg.dtype) if self.cfg.dtype else (torch.bfloat16 if cuda else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model, tok = self.setup_model(model, tok)
-        # record the name the user gave ("default" stays portable; the cache path is per machine)
-        model.peft_config["default"].base_model_name_or_path = self.cfg.model
+        # a base that loads offline (the converted folder for "default"); the card names the Hub id to share
+        from rlaif.models import base_reference
+        model.peft_config["default"].base_model_name_or_path = base_reference(self.cfg.model)
         return model, tok
 
     def setup_model(self, model, tok):
@@ -305,6 +313,12 @@ class Run:
         sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=cfg.warmup_steps * n,
                               num_training_steps=cfg.max_steps * n)
         per_micro = rows_per_micro or cfg.batch_size
+        per_step = per_micro * cfg.grad_accum * acc.num_processes
+        if cfg.epochs:
+            cfg.max_steps = steps_for_epochs(n_rows, cfg.epochs, per_step)
+        if self.main and not cfg.resume:
+            for w in data_warnings(n_rows, cfg.max_steps, per_step):
+                print(f"warning: {w}", file=sys.stderr, flush=True)
         total_rows = cfg.max_steps * cfg.grad_accum * per_micro * n
         stream = StepStream(n_rows, total_rows, cfg.seed)
         loader = DataLoader(stream, batch_size=per_micro, shuffle=False, collate_fn=collate,
@@ -535,6 +549,7 @@ class Run:
                 shutil.rmtree(tmp)
             save_adapter(self.model, tmp)
             self.tok.save_pretrained(str(tmp))
+            write_adapter_card(tmp, self.cfg, self.kind, self.out / "metrics.jsonl", summary)
             if adapter_dir.exists():
                 shutil.rmtree(adapter_dir)
             os.replace(tmp, adapter_dir)
