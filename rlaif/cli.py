@@ -633,6 +633,9 @@ def add_training(sub) -> None:
     g.add_argument("--num-iterations", type=int, default=1, help="optimiser steps per generated batch (μ)")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
+    from rlaif.train.rm_cli import add_train_rm     # issue 11: reward models
+
+    add_train_rm(ts, _train_common, _train_kwargs, _print_summary)
     e = sub.add_parser("export", help="export a trained adapter, merged into its base or alone")
     e.add_argument("--adapter", "-a", required=True, help="adapter folder (OUT/adapter from `rlaif train`)")
     e.add_argument("--output", "-o", required=True)

@@ -1,0 +1,39 @@
+"""The `rlaif train rm` command: argument parsing only, over `rlaif.train.rm.train_rm`.
+
+Why its own module: the CLI file is shared by every command; this one registers itself with one
+call from `add_training` and takes the shared training options (`common`, `to_kwargs`) as
+arguments, so it imports nothing from the CLI module (no import cycle).
+"""
+from __future__ import annotations
+
+
+def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
+    """Add `train rm` to the `train` subparsers. `common(parser, lr, batch_help)` adds the shared
+    training options; `to_kwargs(args)` turns them into TrainConfig fields."""
+    p = subparsers.add_parser(
+        "rm", help="a reward model (LoRA + head) from pairs, judged rows or human labels",
+        description="DATA: a dataset folder from `rlaif pairs` or JSONL: pairs (prompt/chosen/rejected[/p_chosen]) "
+                    "→ Bradley–Terry; judged rows (prompt/response/score[/probs]) → pointwise; labelled rows "
+                    "(prompt/response/human) → categorical via the rubric's labels: map.")
+    p.add_argument("data")
+    common(p, 1e-4, "rows (pairs) per micro-batch (per process)")
+    p.add_argument("--mode", choices=["auto", "pairwise", "pointwise", "categorical"], default="auto",
+                   help="default: from the columns")
+    p.add_argument("--target", choices=["expected", "distribution"], default="expected",
+                   help="pointwise: regress the expected score, or fit the judge's distribution over the scale")
+    p.add_argument("--soft-labels", action="store_true", help="pairwise: p_chosen is the target of σ(r_c − r_r)")
+    p.add_argument("--margin", action="store_true", help="pairwise: subtract each row's `margin` column")
+    p.add_argument("--rubric", default=None, help="the scale / labels map (default: the rows' `rubric` column)")
+    p.add_argument("--label-field", default=None, help="categorical: label column (default: human, else label)")
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="share of prompts held out for evaluation")
+    p.add_argument("--eval-steps", type=int, default=20, help="evaluate on the held-out rows every N steps")
+
+    def run(args) -> int:
+        from rlaif.train.rm import train_rm
+
+        print_summary(train_rm(args.data, mode=args.mode, target=args.target, soft_labels=args.soft_labels,
+                               margin=args.margin, rubric=args.rubric, label_field=args.label_field,
+                               eval_fraction=args.eval_fraction, eval_steps=args.eval_steps, **to_kwargs(args)))
+        return 0
+
+    p.set_defaults(func=run, batch_size=8, max_length=512)
