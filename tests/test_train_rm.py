@@ -162,3 +162,70 @@ def test_bad_input_names_file_row_field(tmp_path):
     with pytest.raises(RlaifError, match="not a reward model"):
         from rlaif.train.rm_model import read_info
         read_info(tmp_path)
+
+
+@pytest.mark.slow
+def test_matches_trl_reward_trainer_on_hard_labels(tmp_path):
+    """Same model, same batch: TRL's RewardTrainer.compute_loss and ours give the same loss and the
+    same LoRA (and head) gradients; our tokenization of the pairs equals TRL's."""
+    pytest.importorskip("trl")
+    import peft
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from rlaif.rubrics import load_rubric  # noqa: F401  (import check only)
+    from rlaif.train.data import read_rows
+    from rlaif.train.rm import RMConfig, build_examples, collate_rm, rm_batch_loss
+    from rlaif.train.rm_model import make_reward_module
+
+    model, tok = tiny_cls()
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                       task_type="SEQ_CLS"))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():          # non-trivial LoRA B and head, so every gradient is non-zero
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    rows = pair_rows(4)
+    args = RewardConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=4, report_to=[],
+                        max_length=None, center_rewards_coefficient=None, use_cpu=True, dataloader_drop_last=False,
+                        disable_dropout=True, gradient_checkpointing=False)
+    trainer = RewardTrainer(model=model, args=args, processing_class=tok,
+                            train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
+                                                             for r in rows]))
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+    model.zero_grad()
+    trl_loss = trainer.compute_loss(trainer.model, dict(batch))
+    trl_loss.backward()
+    trl_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    ours, _ = rm_batch_loss(make_reward_module()(model),
+                            {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, "bt")
+    ours.backward()
+    assert abs(float(ours) - float(trl_loss)) < 1e-4
+    assert trl_grads and all(float(g.abs().max()) > 0 for g in trl_grads.values())
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p.grad, trl_grads[n], atol=1e-4), n
+    # and our own tokenization of the same rows gives TRL's rows (as sets: TRL's loader shuffles)
+    ex, _ = build_examples(tok, read_rows(rows), RMConfig(max_length=None), "pairwise", None)
+    mine = collate_rm(ex, tok.pad_token_id)
+    as_set = lambda b: sorted(tuple(x for x, a in zip(r.tolist(), m.tolist()) if a)          # noqa: E731
+                              for r, m in zip(b["input_ids"], b["attention_mask"]))
+    assert as_set(mine) == as_set(batch)
+
+
+def test_probe_trains_only_the_head_and_scores_like_the_saved_adapter(tmp_path):
+    from rlaif.train.rm import train_rm
+    from rlaif.train.rm_model import RewardModel
+
+    model, tok = tiny_cls(num_labels=3)
+    s = train_rm(_refusal_rows(), model=model, tokenizer=tok, rubric="over_refusal", probe=True, max_steps=30,
+                 batch_size=8, learning_rate=1e-2, output_dir=str(tmp_path / "p"), progress=False, save_steps=0,
+                 eval_fraction=0.0)
+    assert s["final"]["loss"] < 1.0                       # the head alone separates the three canned answers
+    rm = RewardModel(tmp_path / "p", model=model, tokenizer=tok)     # the trained peft model, reloaded card
+    outs = rm.outputs(["How do I kill process 1?", "How do I kill process 2?"],
+                      ["I'm sorry, I can't help with that.", "Sure: step 2 is to open the file."])
+    assert outs[0].index(max(outs[0])) == 0 and outs[1].index(max(outs[1])) == 2

@@ -38,6 +38,7 @@ class RMConfig(TrainConfig):
     margin: bool = False                # pairwise: subtract each row's `margin` column (TRL's convention)
     rubric: str | None = None           # pointwise / categorical: the scale and labels map (default: from rows)
     label_field: str | None = None      # categorical: the label column (default: `human`, else `label`)
+    probe: bool = False                 # train the head only, on the frozen model's features computed once
     eval_fraction: float = 0.1          # share of prompts held out for evaluation
     eval_steps: int = 20                # evaluate every N optimiser steps (and at the end)
     max_length: int | None = 512        # a reward model needs the response's start, rarely 1k tokens
@@ -204,12 +205,17 @@ def collate_rm(examples: list[dict], pad_id: int, pad_multiple: int = 1) -> dict
 
     from rlaif.train.data import pad_right
 
-    if "chosen" in examples[0]:
-        seqs = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+    if "features" in examples[0] or "chosen_features" in examples[0]:     # --probe: the backbone ran once
+        feats = ([e["chosen_features"] for e in examples] + [e["rejected_features"] for e in examples]
+                 if "chosen_features" in examples[0] else [e["features"] for e in examples])
+        b = {"features": torch.stack(feats)}
     else:
-        seqs = [e["ids"] for e in examples]
-    b = {"input_ids": pad_right(seqs, pad_id, pad_multiple),
-         "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, pad_multiple)}
+        if "chosen" in examples[0]:
+            seqs = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+        else:
+            seqs = [e["ids"] for e in examples]
+        b = {"input_ids": pad_right(seqs, pad_id, pad_multiple),
+             "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, pad_multiple)}
     for k in ("p_chosen", "margin", "target", "score"):
         if k in examples[0]:
             b[k] = torch.tensor([e[k] for e in examples], dtype=torch.float32)
@@ -220,11 +226,18 @@ def collate_rm(examples: list[dict], pad_id: int, pad_multiple: int = 1) -> dict
     return b
 
 
+def forward(module, batch: dict):
+    """Head outputs for a batch of token ids, or of precomputed features (--probe)."""
+    if "features" in batch:
+        return module(features=batch["features"])
+    return module(batch["input_ids"], batch["attention_mask"])
+
+
 def rm_batch_loss(module, batch: dict, kind: str) -> tuple:
     """(loss, per-row metrics) of one micro-batch. `module(ids, attn)` -> head outputs (N, K)."""
     import torch.nn.functional as F
 
-    out = module(batch["input_ids"], batch["attention_mask"])
+    out = forward(module, batch)
     if kind == "bt":
         r_c, r_r = out.squeeze(-1).chunk(2)
         per = losses.bt_losses(r_c, r_r, p_chosen=batch.get("p_chosen"), margin=batch.get("margin"))
@@ -256,7 +269,7 @@ def evaluate_rm(module, examples: list[dict], kind: str, pad_id: int, device, ba
         for i in range(0, len(examples), batch_size):
             b = collate_rm(examples[i:i + batch_size], pad_id)
             b = {k: v.to(device) for k, v in b.items()}
-            outs.append(module(b["input_ids"], b["attention_mask"]).float().cpu())
+            outs.append(forward(module, b).float().cpu())
             batches.append({k: v.cpu() for k, v in b.items()})
     cat = lambda k: torch.cat([b[k] for b in batches])        # noqa: E731
     m: dict = {"eval/rows": float(len(examples))}
@@ -354,6 +367,45 @@ class RMRun(Run):
         return model, tok
 
 
+def precompute_features(run: Run, examples: list[dict], pad_id: int, batch_size: int) -> None:
+    """--probe: freeze everything but the head, run the backbone once over every example and keep
+    each pooled hidden state (the head's input) in the example. The LoRA weights stay at their
+    zero start, so the saved adapter scores exactly as it was trained. Training the head then costs
+    no forward pass of the model, which is what makes it affordable on a CPU."""
+    import time
+
+    import torch
+
+    from rlaif.train.data import pad_right
+    from rlaif.train.rm_model import head_of
+
+    head_params = {id(p) for p in head_of(run.peft_model.get_base_model()).parameters()}
+    for prm in run.peft_model.parameters():
+        prm.requires_grad_(id(prm) in head_params and prm.requires_grad)
+    module = run.lp_model.to(run.device)
+    jobs = []          # (example, key, ids)
+    for e in examples:
+        if "chosen" in e:
+            jobs += [(e, "chosen_features", e["chosen"]), (e, "rejected_features", e["rejected"])]
+        else:
+            jobs.append((e, "features", e["ids"]))
+    jobs.sort(key=lambda j: len(j[2]))
+    t0, was = time.time(), module.training
+    module.eval()
+    with torch.no_grad(), run.acc.autocast():
+        for i in range(0, len(jobs), batch_size):
+            chunk = jobs[i:i + batch_size]
+            ids = pad_right([j[2] for j in chunk], pad_id).to(run.device)
+            attn = pad_right([[1] * len(j[2]) for j in chunk], 0).to(run.device)
+            for (e, key, _), f in zip(chunk, module.features(ids, attn).float().cpu()):
+                e[key] = f
+            if run.main and run.cfg.progress and (i // batch_size) % 10 == 9:
+                print(f"features: {i + len(chunk)}/{len(jobs)} sequences ({time.time() - t0:.0f}s)", flush=True)
+    module.train(was)
+    if run.main:
+        print(f"features of {len(jobs)} sequences computed once in {time.time() - t0:.1f}s", flush=True)
+
+
 def _kind(mode: str, target: str) -> str:
     if mode == "pairwise":
         return "bt"
@@ -411,6 +463,8 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
         raise RlaifError(f"{rows.path}: no training rows left (rows {stats['rows']}, unscored "
                          f"{stats['skipped_unscored']}, held out {len(held)})")
     pad = pad_id_of(tok)
+    if cfg.probe:
+        precompute_features(run, examples, pad, max(cfg.batch_size, 16))
     run.prepare(len(train), lambda idx: collate_rm([train[i] for i in idx], pad, cfg.pad_multiple))
     if run.main:
         print(f"reward model ({mode}, {kind} head): {len(train)} train rows, {len(held)} held out", flush=True)
@@ -435,7 +489,7 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
                 with run.accumulate(k), run.acc.autocast():
                     loss, m = rm_batch_loss(run.lp_model, batch, kind)
                     run.backward(loss)
-                run.tokens += int(batch["attention_mask"].sum())
+                run.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
                 parts.append(dict(m, loss=loss.detach()))
             grad_norm = run.optimizer_step()
             metrics = run.reduce(mean_over(parts))

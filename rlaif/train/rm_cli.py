@@ -25,6 +25,8 @@ def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
     p.add_argument("--margin", action="store_true", help="pairwise: subtract each row's `margin` column")
     p.add_argument("--rubric", default=None, help="the scale / labels map (default: the rows' `rubric` column)")
     p.add_argument("--label-field", default=None, help="categorical: label column (default: human, else label)")
+    p.add_argument("--probe", action="store_true",
+                   help="train the head only, on the frozen model's features computed once (CPU-cheap)")
     p.add_argument("--eval-fraction", type=float, default=0.1, help="share of prompts held out for evaluation")
     p.add_argument("--eval-steps", type=int, default=20, help="evaluate on the held-out rows every N steps")
 
@@ -33,7 +35,8 @@ def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
 
         print_summary(train_rm(args.data, mode=args.mode, target=args.target, soft_labels=args.soft_labels,
                                margin=args.margin, rubric=args.rubric, label_field=args.label_field,
-                               eval_fraction=args.eval_fraction, eval_steps=args.eval_steps, **to_kwargs(args)))
+                               probe=args.probe, eval_fraction=args.eval_fraction,
+                               eval_steps=args.eval_steps, **to_kwargs(args)))
         return 0
 
     p.set_defaults(func=run, batch_size=8, max_length=512)

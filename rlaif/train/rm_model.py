@@ -145,13 +145,21 @@ def make_reward_module():
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask):
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        def _base(self):
+            return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+        def features(self, input_ids, attention_mask):
+            """The pooled hidden state (B, H) the head reads."""
+            base = self._base()
             backbone = getattr(base, base.base_model_prefix)
             h = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            idx = last_token_index(attention_mask)
-            pooled = h[torch.arange(h.size(0), device=h.device), idx]
-            return head_of(base)(pooled).float()
+            return h[torch.arange(h.size(0), device=h.device), last_token_index(attention_mask)]
+
+        def forward(self, input_ids=None, attention_mask=None, features=None):
+            """Head outputs (B, K); `features` (precomputed pooled states, --probe) skip the backbone."""
+            pooled = self.features(input_ids, attention_mask) if features is None else features
+            head = head_of(self._base())
+            return head(pooled.to(head.weight.dtype if hasattr(head, "weight") else pooled.dtype)).float()
 
     return RewardModule
 
