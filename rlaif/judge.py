@@ -363,6 +363,8 @@ class Judge:
 
     @property
     def method(self) -> str:
+        if getattr(self.backend, "judge_method", None):     # rm/: a reward model scores rows itself
+            return self.backend.judge_method
         if not self.cfg.generative:
             return "logprobs"
         return "samples" if self.cfg.samples and self.cfg.samples > 1 else "generative"
@@ -577,6 +579,8 @@ class Judge:
 
     async def judge_row(self, row: dict, mode: str) -> Judgment:
         try:
+            if hasattr(self.backend, "judge_row"):           # rm/: whole rows, no judge prompt
+                return await self.backend.judge_row(self.rubric, row, mode, self.cfg.tie_margin)
             return await getattr(self, mode)(row)
         except BackendError as e:
             return _unscored(mode, self.backend.name, self.rubric.id, _error_code(e), str(e))
@@ -818,7 +822,7 @@ def _write_header(path: Path, fingerprint: str) -> None:
 def default_cache(backend) -> bool:
     """Whether a judge uses the request ledger unless told: API judges do; local/ and fake/ do not
     (their answers are free, and a local model's weights may change under the same name)."""
-    return backend.name.split("/", 1)[0] not in ("local", "fake")
+    return backend.name.split("/", 1)[0] not in ("local", "fake", "rm")
 
 
 def progress_display():
