@@ -581,12 +581,13 @@ def cmd_train_sft(args) -> int:
 
 def cmd_train_grpo(args) -> int:
     from rlaif.train.grpo import train_grpo
+    from rlaif.train.rm_cli import grpo_rm_kwargs
 
     _print_summary(train_grpo(args.prompts, rewards=args.reward, reward_weights=args.reward_weights,
                               num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                               temperature=args.temperature, beta=args.beta, epsilon=args.epsilon,
                               epsilon_high=args.epsilon_high, loss_type=args.loss, scale_rewards=args.scale_rewards,
-                              num_iterations=args.num_iterations, **_train_kwargs(args)))
+                              num_iterations=args.num_iterations, **grpo_rm_kwargs(args), **_train_kwargs(args)))
     return 0
 
 
@@ -633,8 +634,9 @@ def add_training(sub) -> None:
     g.add_argument("--num-iterations", type=int, default=1, help="optimiser steps per generated batch (μ)")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
-    from rlaif.train.rm_cli import add_train_rm     # issue 11: reward models
+    from rlaif.train.rm_cli import add_grpo_rm_options, add_train_rm     # issue 11: reward models
 
+    add_grpo_rm_options(g)
     add_train_rm(ts, _train_common, _train_kwargs, _print_summary)
     e = sub.add_parser("export", help="export a trained adapter, merged into its base or alone")
     e.add_argument("--adapter", "-a", required=True, help="adapter folder (OUT/adapter from `rlaif train`)")

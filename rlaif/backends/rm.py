@@ -73,7 +73,8 @@ class RMBackend:
             while len(batch) < self.batch_size * 4 and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                outs = await asyncio.to_thread(lambda b=batch: self.model().outputs([x[0] for x in b], [x[1] for x in b]))
+                prompts, responses = [x[0] for x in batch], [x[1] for x in batch]
+                outs = await asyncio.to_thread(lambda p=prompts, r=responses: self.model().outputs(p, r))
             except BaseException as e:  # noqa: BLE001 - delivered to every waiting row
                 err = e if isinstance(e, (BackendError, RlaifError)) else BackendError(f"{type(e).__name__}: {e}")
                 for *_, fut in batch:

@@ -40,3 +40,21 @@ def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
         return 0
 
     p.set_defaults(func=run, batch_size=8, max_length=512)
+
+
+def add_grpo_rm_options(g) -> None:
+    """`train grpo` options for an rm:PATH reward: the LLM-judge fallback band and the drift watch."""
+    g.add_argument("--fallback", default=None, metavar="rubric:NAME@provider/model",
+                   help="rm: rewards: the LLM judge for uncertain completions and the drift watch")
+    g.add_argument("--fallback-band", type=float, default=None,
+                   help="send completions within this many rubric-scale points of their group's mean reward to "
+                        "the judge (default 0.25 with --fallback; 0: drift watch only)")
+    g.add_argument("--drift-every", type=int, default=0, help="judge a fixed slice of every K-th rollout batch too")
+    g.add_argument("--drift-n", type=int, default=8, help="completions in the drift slice")
+    g.add_argument("--drift-floor", type=float, default=None, help="warn (or stop) under this pair agreement")
+    g.add_argument("--drift-action", choices=["warn", "stop"], default="warn")
+
+
+def grpo_rm_kwargs(args) -> dict:
+    return dict(fallback=args.fallback, fallback_band=args.fallback_band, drift_every=args.drift_every,
+                drift_n=args.drift_n, drift_floor=args.drift_floor, drift_action=args.drift_action)

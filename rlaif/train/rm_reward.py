@@ -132,7 +132,8 @@ class RMReward:
             self.scale = (rub.scale.min, rub.scale.max)
             self._use_ledger(self.judge)
         self.band = band
-        self.drift_every, self.drift_n, self.drift_floor, self.drift_action = drift_every, drift_n, drift_floor, drift_action
+        self.drift_every, self.drift_n = drift_every, drift_n
+        self.drift_floor, self.drift_action = drift_floor, drift_action
         if out_dir is not None:
             self.relabel_path = Path(out_dir) / "relabel.jsonl"
         return self
