@@ -41,6 +41,12 @@ def cmd_judge(args) -> int:
         if len(rows) > args.show:
             _stderr(f"... {len(rows) - args.show} more in {args.output}")
     _stderr(summary.render())
+    if len(args.judge or [None]) == 1 and len(args.rubric) == 1:     # issue 11: the judge's recorded agreement
+        from rlaif.judge_cards import agreement_line
+
+        line = agreement_line((args.judge or [None])[0], args.rubric[0])
+        if line:
+            _stderr(line)
     return 0
 
 

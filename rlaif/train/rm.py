@@ -98,7 +98,7 @@ def build_examples(tok, rows, cfg: RMConfig, mode: str, rubric) -> tuple[list[di
             row = by_line[e["row"]]
             ex = {"chosen": join_truncated(e["prompt_ids"], e["chosen_ids"], cfg.max_length),
                   "rejected": join_truncated(e["prompt_ids"], e["rejected_ids"], cfg.max_length),
-                  "group": _group(row["prompt"]), "row": e["row"]}
+                  "group": prompt_group(row["prompt"]), "row": e["row"]}
             if cfg.soft_labels:
                 ex["p_chosen"] = e["p_chosen"]
             if cfg.margin:
@@ -119,7 +119,7 @@ def build_examples(tok, rows, cfg: RMConfig, mode: str, rubric) -> tuple[list[di
                 raise InputError(path, line, f, f"missing (a {mode} row needs {need})")
         prompt = as_messages(row["prompt"], "user", path, line, "prompt")
         response = as_messages(row["response"], "assistant", path, line, "response")
-        ex = {"group": _group(row["prompt"]), "row": line}
+        ex = {"group": prompt_group(row["prompt"]), "row": line}
         if mode == "categorical":
             ex["label"] = points.index(_label_point(row, field, rubric, path, line))
         else:
@@ -180,7 +180,7 @@ def _probs(row, score, points, path, line) -> list[float]:
     return [v / total for v in vals]
 
 
-def _group(prompt) -> str:
+def prompt_group(prompt) -> str:
     key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(key.encode()).hexdigest()
 
