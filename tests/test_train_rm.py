@@ -142,7 +142,7 @@ def test_categorical_loss_matches_cross_entropy_and_eval_metrics(tmp_path):
 
 
 def test_split_by_prompt_keeps_prompts_whole():
-    from rlaif.train.rm import _group, split_by_prompt
+    from rlaif.train.rm import prompt_group, split_by_prompt
 
     ex = [{"group": prompt_group(f"p{i % 10}"), "i": i} for i in range(100)]
     tr, held = split_by_prompt(ex, 0.3)
