@@ -174,9 +174,15 @@ def test_bad_input_names_file_row_field(tmp_path):
         read_info(tmp_path)
 
 
+def _reset_accelerate():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.slow
 @pytest.mark.ci          # ~20 s, mostly importing TRL: the issue asks for this differential test in CI
-def test_matches_trl_reward_trainer_on_hard_labels(tmp_path):
+def test_matches_trl_reward_trainer_on_hard_labels(tmp_path, request):
     """Same model, same batch: TRL's RewardTrainer.compute_loss and ours give the same loss and the
     same LoRA (and head) gradients; our tokenization of the pairs equals TRL's."""
     pytest.importorskip("trl")
@@ -201,6 +207,7 @@ def test_matches_trl_reward_trainer_on_hard_labels(tmp_path):
     args = RewardConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=4, report_to=[],
                         max_length=None, center_rewards_coefficient=None, use_cpu=True, dataloader_drop_last=False,
                         disable_dropout=True, gradient_checkpointing=False)
+    request.addfinalizer(_reset_accelerate)    # TRL's Trainer sets a global state; later runs make their own
     trainer = RewardTrainer(model=model, args=args, processing_class=tok,
                             train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
                                                              for r in rows]))
