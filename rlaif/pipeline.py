@@ -102,10 +102,18 @@ class PipelineConfig(_Strict):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     train: dict[str, Any] | None = None            # keyword arguments of rlaif.train_dpo
     eval: dict[str, Any] | None = None             # keyword arguments of rlaif.evaluate
+    # distilled RLAIF (docs/reward_models.md): a reward model on the pairs, then GRPO on the prompts with it
+    rm: dict[str, Any] | None = None               # keyword arguments of rlaif.train_rm
+    rm_grpo: dict[str, Any] | None = None          # keyword arguments of rlaif.train_grpo (reward: the rm stage's)
 
 
 # Optional later stages: (section, rlaif function, the arguments the pipeline wires in itself)
-HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")), "eval": ("evaluate", ("adapter", "output"))}
+HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")), "eval": ("evaluate", ("adapter", "output")),
+         "rm": ("train_rm", ("data", "output_dir", "resume")),
+         "rm_grpo": ("train_grpo", ("prompts", "output_dir", "resume", "rewards"))}
+# trainers take **overrides: their options are these config classes' fields ("module:Class")
+HOOK_CONFIGS = {"train": "rlaif.train.dpo:DPOConfig", "rm": "rlaif.train.rm:RMConfig",
+                "rm_grpo": "rlaif.train.grpo:GRPOConfig"}
 
 
 @dataclass
@@ -240,11 +248,12 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             continue
         params = dict(inspect.signature(fn).parameters)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        if sec == "train":            # train_dpo(**overrides): the options are DPOConfig's fields
+        if sec in HOOK_CONFIGS:       # train_dpo(**overrides) etc.: the options are the config's fields
             import dataclasses
+            import importlib
 
-            from rlaif.train.dpo import DPOConfig
-            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})
+            mod, cls = HOOK_CONFIGS[sec].split(":")
+            params.update({f.name: None for f in dataclasses.fields(getattr(importlib.import_module(mod), cls))})
             takes_any = False
         for key in raw[sec]:
             if key in wired:
@@ -479,6 +488,23 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
             return out if isinstance(out, dict) else {}
         inputs = {"adapter": content_hash(adapter)} if cfg.train is not None else {}
         stage("eval", stage_key("eval", cfg.eval, inputs), report, do_eval)
+    # 6-7. optional distilled RLAIF: train a reward model on the pairs, then GRPO with it as the reward
+    rm_dir, rm_grpo_dir = wd / "rm", wd / "rm_grpo"
+    if cfg.rm is not None or cfg.rm_grpo is not None:
+        def do_rm():
+            resume = True if any(rm_dir.glob("checkpoint-*")) else None
+            out = rlaif.train_rm(str(dataset), output_dir=str(rm_dir), resume=resume, **(cfg.rm or {}))
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm", stage_key("rm", cfg.rm or {}, {"dataset": content_hash(dataset)}), rm_dir / "adapter", do_rm)
+    if cfg.rm_grpo is not None:
+        def do_rm_grpo():
+            resume = True if any(rm_grpo_dir.glob("checkpoint-*")) else None
+            out = rlaif.train_grpo(str(prompts), output_dir=str(rm_grpo_dir), resume=resume,
+                                   rewards=[f"rm:{rm_dir}"], **cfg.rm_grpo)
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm_grpo", stage_key("rm_grpo", cfg.rm_grpo, {"rm": content_hash(rm_dir / "adapter"),
+                                                             "prompts": content_hash(prompts)}),
+              rm_grpo_dir / "adapter", do_rm_grpo)
     return RunResult(wd, results)
 
 

@@ -74,6 +74,8 @@ def _grpo(tmp_path, rm, teacher, **kw):
                       rewards=[f"rm:{rm}"], **args)
 
 
+@pytest.mark.slow
+@pytest.mark.ci          # tiny models, ~15 s: the hybrid path end to end
 def test_hybrid_fallback_and_drift_watch_in_grpo(tmp_path, tiny_rm):
     teacher = Teacher()
     _grpo(tmp_path, tiny_rm, teacher, fallback_band=10.0, drift_every=1, drift_n=4)
@@ -95,6 +97,8 @@ def test_hybrid_fallback_and_drift_watch_in_grpo(tmp_path, tiny_rm):
     assert s["mode"] == "pointwise" and s["train_rows"] == 16
 
 
+@pytest.mark.slow
+@pytest.mark.ci          # tiny models, ~20 s: the drift watch's three outcomes
 def test_drift_watch_agreement_warn_and_stop(tmp_path, tiny_rm, capsys):
     agree = MirrorTeacher(tiny_rm, +1)
     _grpo(tmp_path / "a", tiny_rm, agree, fallback_band=0.0, drift_every=2, drift_n=8, drift_floor=0.9, max_steps=3)
@@ -127,3 +131,30 @@ def test_bad_options(tmp_path, tiny_rm):
         model, tok = tiny_lm()
         train_grpo([{"prompt": "x"}], model=model, tokenizer=tok, rewards=[lambda prompts, completions, **k: [0.0]],
                    fallback=Teacher(), output_dir=str(tmp_path / "x"), progress=False)
+
+
+@pytest.mark.slow
+def test_pipeline_rm_stage_trains_a_reward_model_then_grpo_with_it_and_resumes(tmp_path):
+    from rlaif.errors import ConfigError
+    from rlaif.pipeline import run
+    from tests.test_pipeline import example_config
+
+    base = save_tiny(tmp_path / "tiny")
+    quiet = {"progress": False, "save_steps": 0}
+    f = example_config(tmp_path, limit=4, sample={"model": "fake/hash"}, judge={"model": "fake/hash"},
+                       rm={"model": base, "probe": True, "max_steps": 2, "eval_fraction": 0.0, **quiet},
+                       rm_grpo={"model": base, "max_steps": 1, "batch_size": 2, "num_generations": 2,
+                                "max_completion_length": 4, **quiet})
+    res = run(f, progress=False)
+    names = [s.name for s in res.stages]
+    assert names[-2:] == ["rm", "rm_grpo"]
+    wd = res.workdir
+    assert (wd / "rm" / "adapter" / "reward_model.json").exists()
+    m = [json.loads(x) for x in open(wd / "rm_grpo" / "metrics.jsonl")]
+    assert any(k.startswith("rewards/rm:") for k in m[0])
+    again = run(f, progress=False)                                   # finished stages are skipped
+    assert [s.status for s in again.stages if s.name in ("rm", "rm_grpo")] == ["skipped", "skipped"]
+    (tmp_path / "b").mkdir()
+    bad = example_config(tmp_path / "b", rm={"no_such_option": 1})
+    with pytest.raises(ConfigError, match="rm.no_such_option"):
+        run(bad, validate_only=True)
