@@ -57,12 +57,13 @@ class Teacher:
 
 
 @pytest.mark.slow
-@pytest.mark.ci          # ~2 CPU minutes on 2 idle cores: issue 11's acceptance test
+@pytest.mark.ci          # issue 11's acceptance test; about as long as the GRPO signal test plus 30 s
 def test_teacher_to_reward_model_to_grpo(tmp_path):
     from rlaif.models import load_model
     from rlaif.train.grpo import train_grpo
     from rlaif.train.rm import train_rm
     from rlaif.train.rm_model import RewardModel
+    from rlaif.train.rm_reward import RMReward
 
     t0 = time.time()
     teacher = Teacher()
@@ -89,8 +90,9 @@ def test_teacher_to_reward_model_to_grpo(tmp_path):
     before, _ = one_word_rate(model, tok, Q_HELD_OUT)
     teacher.calls = 0
     torch.manual_seed(0)
+    rm_reward = RMReward(tmp_path / "rm")
     train_grpo([{"prompt": question(q)} for q in Q_TRAIN], model=model, tokenizer=tok,
-               rewards=[f"rm:{tmp_path / 'rm'}"], fallback=teacher, fallback_band=0.05, drift_every=5, drift_n=6,
+               rewards=[rm_reward], fallback=teacher, fallback_band=0.01, drift_every=5, drift_n=6,
                drift_floor=0.5, max_steps=5, batch_size=4, num_generations=6, max_completion_length=GRPO_NEW,
                learning_rate=1e-3, temperature=1.0, beta=0.0, loss_type="dapo", seed=0,
                output_dir=str(tmp_path / "grpo"), progress=False, save_steps=0)
@@ -103,7 +105,10 @@ def test_teacher_to_reward_model_to_grpo(tmp_path):
             drift=[x.get("rm/drift_agreement") for x in m], answers=[a for a, _ in answers])
     assert after >= before + 0.4, (before, after)
     assert 0 < teacher.calls and direct_calls >= 10 * teacher.calls, teacher.calls
-    assert m[0]["rm/drift_agreement"] is not None
+    # both hybrid paths ran: one drift check (reward call 1 of 5; its slice reuses fallback verdicts), and
+    # every completion sent by the band is in the relabel file with the teacher's score
+    assert rm_reward.totals["drift_checks"] == 1 and m[0]["rm/judge_calls"] > 0
     relabel = [json.loads(x) for x in open(tmp_path / "grpo" / "relabel.jsonl")]
-    assert {r["source"] for r in relabel} >= {"drift"}
-    assert sum(x["rm/fallback"] for x in m) == sum(r["source"] == "fallback" for r in relabel)
+    assert sum(x["rm/fallback"] for x in m) == rm_reward.totals["fallback"] == sum(
+        r["source"] == "fallback" for r in relabel)
+    assert len(relabel) == teacher.calls and all(r["score"] in (1.0, 5.0) for r in relabel)
