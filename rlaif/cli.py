@@ -288,7 +288,8 @@ def cmd_eval(args) -> int:
     from rich.console import Console
 
     Console().print(render_table(report))
-    from rlaif.judge_cards import agreement_line     # issue 11: each judge's recorded agreement
+    # issue 11: each judge's recorded agreement
+    from rlaif.judge_cards import agreement_line
 
     for j, r in ((report["judge"], args.rubric), (report["settings"].get("refusal_judge"), args.refusal_rubric)):
         line = agreement_line(j, r) if j else None
@@ -649,7 +650,8 @@ def add_training(sub) -> None:
     g.add_argument("--num-iterations", type=int, default=1, help="optimiser steps per generated batch (μ)")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
-    from rlaif.train.rm_cli import add_grpo_rm_options, add_train_rm     # issue 11: reward models
+    # issue 11: reward models
+    from rlaif.train.rm_cli import add_grpo_rm_options, add_train_rm
 
     add_grpo_rm_options(g)
     add_train_rm(ts, _train_common, _train_kwargs, _print_summary)
