@@ -78,9 +78,8 @@ def load_reward(spec, judge_backends: dict | None = None):
     if not isinstance(spec, str) or not spec:
         raise RlaifError(f"--reward: expected 'rubric:NAME[@judge]' or 'module:function', got {spec!r}")
     if spec.startswith("rm:"):          # a trained reward model (rlaif train rm), in-process and batched
-        from rlaif.train.rm_reward import RMReward
-
-        return RMReward(spec[len("rm:"):])
+        # named, not imported: rm_reward builds on this module (its fallback judge is a reward from here)
+        return importlib.import_module("rlaif.train.rm_reward").RMReward(spec[len("rm:"):])
     if spec.startswith("rubric:"):
         name, _, judge = spec[len("rubric:"):].partition("@")
         if not name:
