@@ -49,7 +49,11 @@ def main(argv=None) -> int:
         train_rm(gold[:16], rubric="over_refusal", probe=True, max_steps=1, max_length=256, lora=_tiny_lora(),
                  output_dir=path, progress=False, save_steps=0, eval_fraction=0.0)
     res: dict = {"rows": len(rows), "rm": path}
-    for name, j in (("rm", f"rm/{path}"), ("local", "local/default")):
+    from rlaif.backends import get_backend
+
+    # one backend object each, reused: a name would load the model again on every judge() call
+    backends = {"rm": get_backend(f"rm/{path}"), "local": get_backend("local/default")}
+    for name, j in backends.items():
         judge(rows[:4], "over_refusal", judge=j)                 # load the model, warm up
         t0 = time.perf_counter()
         out, _ = judge(rows, "over_refusal", judge=j)
@@ -61,7 +65,8 @@ def main(argv=None) -> int:
     k = args.groups * args.G
     prompts = [gold[i // args.G]["prompt"] for i in range(k)]
     comps = [gold[i % len(gold)]["response"] for i in range(k)]
-    rm_fn, rubric_fn = RMReward(path), RubricReward("over_refusal", "local/default")
+    rm_fn = RMReward(path, model=backends["rm"].model().model, tokenizer=backends["rm"].model().tok)
+    rubric_fn = RubricReward("over_refusal", backend=backends["local"])
     rm_fn(prompts[:4], comps[:4])
     rubric_fn(prompts[:4], comps[:4])
     for name, fn in (("rm", rm_fn), ("rubric", rubric_fn)):
