@@ -546,7 +546,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
              batch_size: int = 8, generative: bool = False, concurrency: int = 16, seed: int = 0,
              confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, device: str | None = None,
              rubrics_dirs: list | None = None, prompts_dirs: list | None = None, model=None, tokenizer=None,
-             progress: bool = False) -> dict:
+             progress: bool = False, refusal_judge=None) -> dict:
     """Judged win rate of `adapter` vs its base on `prompts`, and the alignment tax; `rlaif eval`.
 
     `judge`: "provider/model" or a Backend (default the embedded local/default). `model`/`tokenizer`:
@@ -573,14 +573,21 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
     xs_rows = None if no_refusal else stratified_subsample(
         _read_jsonl(xs_path, {"prompt": str, "label": str}, {"label": ("safe", "unsafe")}), limit, ["label", "type"])
     backend = as_backend(judge)
+    # the refusal part: --refusal-judge, else the shipped over-refusal classifier when no judge was given
+    from rlaif.judge_cards import default_refusal_judge
+
+    rj = refusal_judge
+    if rj is None and judge is None:
+        rj = default_refusal_judge(refusal_rubric)
+    ref_backend = backend if rj is None else as_backend(rj)
 
     if model is None:
         model, tokenizer, base = load_adapter_model(adapter, base, device)
     if not hasattr(model, "disable_adapter"):
         raise RlaifError("the model must be a peft PeftModel (its adapter is disabled to get the base)")
 
-    def judged(rows, rb, mode):
-        out, _ = judge_rows(rows, rb, judge=backend, mode=mode, generative=generative, both_orders=True,
+    def judged(rows, rb, mode, be=backend):
+        out, _ = judge_rows(rows, rb, judge=be, mode=mode, generative=generative, both_orders=True,
                             concurrency=concurrency, prompts_dirs=prompts_dirs, progress=progress)
         return out
 
@@ -614,7 +621,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
                      "XSTest answers", progress)
         rows = [{"id": f"{r['id']}:{side}", "prompt": r["prompt"], "response": ans}
                 for r, bb, aa in zip(xs_rows, b, a) for side, ans in (("base", bb), ("adapter", aa))]
-        verdicts = judged(rows, ref_rub, "absolute")
+        verdicts = judged(rows, ref_rub, "absolute", ref_backend)
         for k, (r, bb, aa) in enumerate(zip(xs_rows, b, a)):
             it = {"id": r["id"], "label": r["label"], "type": r.get("type"), "prompt": r["prompt"],
                   "base": bb, "adapter": aa}
@@ -632,6 +639,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "adapter": str(adapter), "base": base, "judge": backend.name, "judge_method": method,
+            "refusal_judge": ref_backend.name,
             "rubric": rub.id, "refusal_rubric": ref_rub.id if ref_rub else None, "prompts": str(prompts),
             "capability": None if no_capability else str(cap_path), "xstest": None if no_refusal else str(xs_path),
             "limit": limit, "max_new_tokens": max_new_tokens, "capability_max_new_tokens": capability_max_new_tokens,

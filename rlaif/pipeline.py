@@ -116,11 +116,19 @@ class PipelineConfig(_Strict):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     train: dict[str, Any] | None = None            # keyword arguments of rlaif.train_dpo
     eval: dict[str, Any] | None = None             # keyword arguments of rlaif.evaluate
+    # distilled RLAIF (docs/reward_models.md): a reward model on the pairs, then GRPO on the prompts with it
+    rm: dict[str, Any] | None = None               # keyword arguments of rlaif.train_rm
+    rm_grpo: dict[str, Any] | None = None          # keyword arguments of rlaif.train_grpo (reward: the rm stage's)
 
 
 # Optional later stages: (section, rlaif function, the arguments the pipeline wires in itself)
 HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")),
-         "eval": ("evaluate", ("output", "rubrics_dirs", "prompts_dirs", "progress", "model", "tokenizer"))}
+         "eval": ("evaluate", ("output", "rubrics_dirs", "prompts_dirs", "progress", "model", "tokenizer")),
+         "rm": ("train_rm", ("data", "output_dir", "resume")),
+         "rm_grpo": ("train_grpo", ("prompts", "output_dir", "resume", "rewards"))}
+# trainers take **overrides: their options are these config classes' fields ("module:Class")
+HOOK_CONFIGS = {"train": "rlaif.train.dpo:DPOConfig", "rm": "rlaif.train.rm:RMConfig",
+                "rm_grpo": "rlaif.train.grpo:GRPOConfig"}
 # Keys of the train/eval sections that name files: resolved from the config file's folder, like `prompts:`.
 PATH_KEYS = {"train": ("adapter",), "eval": ("prompts", "capability", "xstest", "adapter")}
 # eval options that must be positive integers / fractions (evaluate() would fail on them only after loading models)
@@ -274,11 +282,13 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             continue
         params = dict(inspect.signature(fn).parameters)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        if sec == "train":            # train_dpo(**overrides): the options are DPOConfig's fields
+        if sec in HOOK_CONFIGS:       # train_dpo(**overrides) etc.: the options are the config's fields
             import dataclasses
+            import importlib
 
-            from rlaif.train.dpo import DPOConfig
-            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})  # type: ignore[misc]  # names only
+            mod, cls = HOOK_CONFIGS[sec].split(":")
+            fields = dataclasses.fields(getattr(importlib.import_module(mod), cls))
+            params.update({f.name: None for f in fields})  # type: ignore[misc]  # names only
             takes_any = False
         for key in raw[sec]:
             if key in wired:
@@ -462,6 +472,12 @@ def _hook(fn_name: str):
     if fn_name == "evaluate":
         from rlaif.evaluate import evaluate
         return evaluate
+    if fn_name == "train_rm":
+        from rlaif.train.rm import train_rm
+        return train_rm
+    if fn_name == "train_grpo":
+        from rlaif.train.grpo import train_grpo
+        return train_grpo
     return None
 
 
@@ -591,6 +607,23 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
             return eval_summary(out)
         inputs = {"adapter": content_hash(Path(eval_opts["adapter"]))}
         stage("eval", stage_key("eval", eval_opts, inputs), report, do_eval)
+    # 6-7. optional distilled RLAIF: train a reward model on the pairs, then GRPO with it as the reward
+    rm_dir, rm_grpo_dir = wd / "rm", wd / "rm_grpo"
+    if cfg.rm is not None or cfg.rm_grpo is not None:
+        def do_rm():
+            resume = True if any(rm_dir.glob("checkpoint-*")) else None
+            out = _hook("train_rm")(str(dataset), output_dir=str(rm_dir), resume=resume, **(cfg.rm or {}))
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm", stage_key("rm", cfg.rm or {}, {"dataset": content_hash(dataset)}), rm_dir / "adapter", do_rm)
+    if cfg.rm_grpo is not None:
+        def do_rm_grpo():
+            resume = True if any(rm_grpo_dir.glob("checkpoint-*")) else None
+            out = _hook("train_grpo")(str(prompts), output_dir=str(rm_grpo_dir), resume=resume,
+                                           rewards=[f"rm:{rm_dir}"], **cfg.rm_grpo)
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm_grpo", stage_key("rm_grpo", cfg.rm_grpo, {"rm": content_hash(rm_dir / "adapter"),
+                                                             "prompts": content_hash(prompts)}),
+              rm_grpo_dir / "adapter", do_rm_grpo)
     return RunResult(wd, results)
 
 

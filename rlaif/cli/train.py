@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rlaif.cli.common import add_quiet, parser, stderr
+from rlaif.cli.rm import add_grpo_rm_options, add_train_rm
 
 
 def _train_common(p, default_lr: float, batch_help: str) -> None:
@@ -88,6 +89,7 @@ def cmd_train_sft(args) -> int:
 
 
 def cmd_train_grpo(args) -> int:
+    from rlaif.cli.rm import grpo_rm_kwargs
     from rlaif.train.grpo import train_grpo
 
     _print_summary(train_grpo(args.prompts, rewards=args.reward, reward_weights=args.reward_weights,
@@ -95,7 +97,7 @@ def cmd_train_grpo(args) -> int:
                               temperature=args.temperature, beta=args.beta, epsilon=args.epsilon,
                               epsilon_high=args.epsilon_high, loss_type=args.loss, scale_rewards=args.scale_rewards,
                               num_iterations=args.num_iterations, use_vllm=args.use_vllm, vllm_mode=args.vllm_mode,
-                              vllm_server_url=args.vllm_server_url, **_train_kwargs(args)))
+                              vllm_server_url=args.vllm_server_url, **grpo_rm_kwargs(args), **_train_kwargs(args)))
     return 0
 
 
@@ -154,6 +156,8 @@ def add_training(sub) -> None:
     g.add_argument("--vllm-server-url", default="http://localhost:8000", help="vLLM server for --vllm-mode server")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
+    add_grpo_rm_options(g)           # rm: rewards: the LLM-judge fallback band and the drift watch
+    add_train_rm(ts, _train_common, _train_kwargs, _print_summary)
     e = parser(sub, "export", help="export a trained adapter, merged into its base or alone",
                description="Write a trained LoRA adapter as is, or merged into its base model's weights "
                            "(a plain transformers model), atomically.")

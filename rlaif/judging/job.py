@@ -31,11 +31,11 @@ def is_transient(error: str | None) -> bool:
 
 
 def default_cache(backend) -> bool:
-    """Whether a judge uses the request ledger unless told: API judges do; local/ and fake/ do not
-    (their answers are free, and a local model's weights may change under the same name)."""
+    """Whether a judge uses the request ledger unless told: API judges do; local/, fake/ and rm/ do
+    not (their answers are free, and a local model's weights may change under the same name)."""
     from rlaif.backends import provider_of
 
-    return provider_of(backend) not in ("local", "fake")
+    return provider_of(backend) not in ("local", "fake", "rm")
 
 
 def _head(rub, backend, mode, opts: JudgeOptions) -> list:

@@ -61,6 +61,8 @@ def resolve_method(options: JudgeOptions, backend) -> str:
     """How verdicts will be read, decided up front and recorded in every row (never a silent
     fallback): "samples" (k > 1 sampled verdicts), "generative" (asked for, or a judge without
     log-probabilities), else "logprobs"."""
+    if getattr(backend, "judge_method", None):     # rm/: a reward model scores whole rows itself
+        return backend.judge_method
     if options.samples and options.samples > 1:
         return "samples"
     if options.generative or not getattr(backend, "supports_logprobs", False):
@@ -319,6 +321,8 @@ class Judge:
 
     async def judge_row(self, row: dict, mode: str) -> Judgment:
         try:
+            if hasattr(self.backend, "judge_row"):           # rm/: whole rows, no judge prompt
+                return await self.backend.judge_row(self.rubric, row, mode, self.cfg.tie_margin)
             return await getattr(self, mode)(row)
         except BackendError as e:
             return _unscored(mode, self.backend.name, self.rubric.id, error_code(e), str(e))

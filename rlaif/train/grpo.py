@@ -46,6 +46,13 @@ class GRPOConfig(TrainConfig):
     vllm_gpu_memory_utilization: float = 0.3   # colocate: vLLM's share of the GPU while awake (TRL's default)
     vllm_max_model_len: int | None = None      # colocate: None = the model's own limit
     split: str = "train"
+    # rm:PATH rewards (rm_reward.py): the LLM judge for the fallback band and the drift watch
+    fallback: object = None            # "rubric:NAME@provider/model" or a reward callable
+    fallback_band: float | None = None  # rubric-scale distance from the group mean sent to the judge
+    drift_every: int = 0               # every K reward calls, judge a fixed slice too (0: off)
+    drift_n: int = 8
+    drift_floor: float | None = None
+    drift_action: str = "warn"         # warn | stop
 
 
 GRPO_KEYS = ("loss", "reward", "reward_std", "frac_zero_std", "completion_length")
@@ -160,6 +167,7 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
+    _configure_rm_rewards(reward_fns, cfg, run.device)
     weights = torch.tensor(cfg.reward_weights, dtype=torch.float32) if cfg.reward_weights else None
     given = model is not None
     if model is None:
@@ -192,6 +200,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
             for fn in reward_fns:
                 if isinstance(fn, RubricReward) and fn.errors:
                     metrics[f"unscored/{fn.__name__}"] = sum(fn.errors.values())
+                if hasattr(fn, "step_metrics"):          # rm: fallback count, drift agreement
+                    metrics.update(fn.step_metrics())
             history.append(run.log(metrics, GRPO_KEYS))
             if run.step % mu == 0:
                 run.maybe_save()
@@ -201,6 +211,21 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
                        "prompts": len(rows), "final": history[-1] if history else {},
                        "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
                                                               for s in cfg.rewards]})
+
+
+def _configure_rm_rewards(reward_fns: list, cfg: GRPOConfig, device) -> None:
+    """rm:PATH rewards run on the training device; the fallback / drift options attach the LLM judge."""
+    from rlaif.train.rm_reward import RMReward
+
+    rms = [fn for fn in reward_fns if isinstance(fn, RMReward)]
+    wants = cfg.fallback is not None or cfg.fallback_band is not None or cfg.drift_every
+    if wants and not rms:
+        raise RlaifError("--fallback / --fallback-band / --drift-every apply to an rm:PATH reward")
+    band = cfg.fallback_band if cfg.fallback_band is not None else (0.25 if cfg.fallback is not None else None)
+    for fn in rms:
+        fn.device = fn.device or device
+        fn.configure(judge=cfg.fallback, band=band, drift_every=cfg.drift_every, drift_n=cfg.drift_n,
+                     drift_floor=cfg.drift_floor, drift_action=cfg.drift_action, out_dir=cfg.output_dir)
 
 
 def _nanavg(parts: list[dict]) -> dict:
