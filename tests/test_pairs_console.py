@@ -21,10 +21,10 @@ def test_pairwise_rows_are_counted_by_prompt():
 
 
 def test_pairs_prints_why_rows_were_dropped_in_one_line(tmp_path, capsys):
-    rows = [{"id": f"c{k}", "prompt_id": f"p{q}", "prompt": f"q{q}", "response": f"resp {q} {k}", "mode": "absolute",
+    rows = [{"id": f"c{q}-{k}", "prompt_id": f"p{q}", "prompt": f"q{q}", "response": f"resp {q} {k}", "mode": "absolute",
              "score": 3.0 if q else 3.0 + k, "judge": "fake/j", "rubric": "h@1", "error": None}
             for q in range(4) for k in range(2)]
-    rows.append({**rows[0], "id": "bad", "score": None, "error": "parse_error"})
+    rows.append({**rows[0], "id": "bad", "response": "an unreadable one", "score": None, "error": "parse_error"})
     src = tmp_path / "judged.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["pairs", str(src), "-o", str(tmp_path / "ds")]) == 0

@@ -25,7 +25,6 @@ Inputs it understands:
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -102,12 +101,9 @@ def render(input: str | Path) -> tuple[str, dict | None]:
         if not any("judge" in r or "rubric" in r for r in rows):
             raise _unknown(p, "JSONL rows without a judge or rubric field, so not judged rows")
         return _guarded(p, "judged file", judged_html, rows, str(p)), None
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(str(p), e.lineno, None, f"invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError:
-        raise InputError(str(p), None, None, "not UTF-8 text") from None
+    from rlaif.io import read_json
+
+    obj = read_json(p)          # the one reader: UTF-8, BOM, folders, NaN, surrogates
     if not isinstance(obj, dict):
         raise InputError(str(p), None, None, "expected a JSON object")
     if obj.get("kind") == "rubric_test":

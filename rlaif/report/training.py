@@ -8,11 +8,11 @@ used) and train_summary.json; both are optional (a killed run has metrics but no
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from rlaif.errors import InputError
+from rlaif.io import read_json
 from rlaif.report.pages import cards, page, table
 from rlaif.report.svg import esc, line_chart
 
@@ -69,18 +69,13 @@ def load_run(path: Path) -> dict:
     if not metrics_path.exists():
         raise InputError(str(path), None, None, "no metrics.jsonl here: pass a `rlaif train` output folder")
     summary = config = None
-    if (folder / "train_summary.json").is_file():
-        try:
-            summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise InputError(str(folder / "train_summary.json"), None, None, f"invalid JSON: {e}") from e
+    if (folder / "train_summary.json").is_file():       # the one reader: a bad file is an error naming it
+        summary = read_json(folder / "train_summary.json")
     cks = sorted(folder.glob("checkpoint-*/state.json"), key=lambda p: int(p.parent.name.split("-")[1])
                  if p.parent.name.split("-")[1].isdigit() else -1)
     if cks:
-        try:
-            config = json.loads(cks[-1].read_text(encoding="utf-8")).get("config")
-        except ValueError:
-            config = None
+        state = read_json(cks[-1])
+        config = state.get("config") if isinstance(state, dict) else None
     return {"metrics": read_metrics(metrics_path), "summary": summary, "config": config, "folder": str(folder)}
 
 
