@@ -14,11 +14,12 @@ clip ratio and completion length.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
 
-from rlaif.errors import RlaifError
+from rlaif.errors import ConfigError, Problem, RlaifError
 from rlaif.train import losses
 from rlaif.train.loop import Run, TrainConfig, batch_logps
 
@@ -131,6 +132,28 @@ def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None 
                             max_completion_length=cfg.max_completion_length, num_items=num_items)
 
 
+def grpo_problems(values: dict) -> list[Problem]:
+    """GRPO's option problems the shared bounds (rlaif/train/checks.py) do not cover, all at once."""
+    from rlaif.train.generation import VLLM_MODES
+
+    out = []
+    if not values.get("rewards"):
+        out.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
+    if values.get("loss_type") not in losses.GRPO_LOSSES:
+        out.append(Problem("loss_type", f"unknown loss '{values.get('loss_type')}' "
+                                        f"(choose {', '.join(losses.GRPO_LOSSES)})"))
+    if values.get("scale_rewards") not in losses.ADV_SCALING:
+        out.append(Problem("scale_rewards", f"unknown reward scaling '{values.get('scale_rewards')}' "
+                                            f"(choose {', '.join(losses.ADV_SCALING)})"))
+    weights, rewards = values.get("reward_weights"), values.get("rewards") or []
+    if weights is not None and len(weights) != len(rewards):
+        out.append(Problem("reward_weights", f"{len(weights)} reward weights for {len(rewards)} rewards"))
+    if values.get("vllm_mode") not in VLLM_MODES:
+        out.append(Problem("vllm_mode", f"unknown vllm_mode '{values.get('vllm_mode')}' "
+                                        f"(choose {', '.join(VLLM_MODES)})"))
+    return out
+
+
 def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=None, **overrides) -> dict:
     """Train a LoRA adapter with GRPO; the CLI's `rlaif train grpo` calls this.
 
@@ -142,28 +165,21 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     import torch
 
     from rlaif.train.data import read_prompts, read_rows
-    from rlaif.train.generation import VLLM_MODES, make_generator
+    from rlaif.train.generation import make_generator
     from rlaif.train.loop import with_overrides as _with
     from rlaif.train.rewards import RubricReward, load_reward
 
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
-    cfg = _with(cfg or GRPOConfig(), overrides)
-    problems = []
-    if not cfg.rewards:
-        problems.append("no reward: pass --reward rubric:NAME[@judge] or --reward module:function")
-    if cfg.loss_type not in losses.GRPO_LOSSES:
-        problems.append(f"unknown loss '{cfg.loss_type}' (choose {', '.join(losses.GRPO_LOSSES)})")
-    if cfg.scale_rewards not in losses.ADV_SCALING:
-        problems.append(f"unknown reward scaling '{cfg.scale_rewards}' (choose {', '.join(losses.ADV_SCALING)})")
-    if cfg.num_generations < 2:
-        problems.append("num_generations must be ≥ 2: the advantage is relative to the group")
-    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
-        problems.append(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
-    if cfg.vllm_mode not in VLLM_MODES:
-        problems.append(f"unknown vllm_mode '{cfg.vllm_mode}' (choose {', '.join(VLLM_MODES)})")
+    base = cfg or GRPOConfig()
+    # GRPO's own checks and the shared bounds (checked when the config is built) in one error
+    problems = grpo_problems({**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides})
+    try:
+        cfg = _with(base, overrides)
+    except ConfigError as e:
+        problems = [Problem(p.where, p.message) for p in e.problems] + problems
     if problems:
-        raise RlaifError("; ".join(problems))
+        raise ConfigError(problems, source="GRPO options")
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
