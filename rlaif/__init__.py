@@ -46,6 +46,7 @@ _API = {
     "train_dpo": "rlaif.train.dpo:train_dpo",
     "train_grpo": "rlaif.train.grpo:train_grpo",
     "train_sft": "rlaif.train.sft:train_sft",
+    "train_rm": "rlaif.train.rm:train_rm",
     "export": "rlaif.train.export:export",
 }
 

@@ -34,6 +34,8 @@ from rlaif import agreement as ag
 from rlaif.errors import ConfigError, InputError, Problem, RlaifError
 from rlaif.journal import check_output, content_hash, write_json_atomic
 from rlaif.rubrics import Rubric, load_rubric
+from rlaif.ties import TIE_MARGIN, check_tie_margin, pair_label
+from rlaif.ties import describe as describe_tie_rule
 
 RESULT_KIND = "rubric_test"
 EXCERPT = 400          # characters of each text kept per item in the result, for the report's examples
@@ -334,7 +336,7 @@ def _item(i: int, row: dict, verdict: dict, mode: str, rubric: Rubric, *, tie_ma
                   response_a=_cut(row["response_a"]), response_b=_cut(row["response_b"]))
         if not verdict.get("error"):
             it.update(p_a=verdict["p_a"], consistent=verdict.get("consistent"), orders=verdict.get("orders"),
-                      judge=ag.pair_label(verdict["p_a"], verdict.get("consistent"), tie_margin=tie_margin))
+                      judge=pair_label(verdict["p_a"], verdict.get("consistent"), tie_margin))
     else:
         it.update(response=_cut(row["response"]))
         if not verdict.get("error"):
@@ -348,14 +350,16 @@ def _item(i: int, row: dict, verdict: dict, mode: str, rubric: Rubric, *, tie_ma
     return it
 
 
-def check_settings(*, score_to_label: str = "round", tie_margin: float = 0.0, limit: int | None = None,
+def check_settings(*, score_to_label: str = "round", tie_margin: float = TIE_MARGIN, limit: int | None = None,
                    n_boot: int = 0) -> None:
     """A rubric test's own settings, all at once, before any rubric, gold row or request (issue 15.24)."""
     problems = []
     if score_to_label not in ("round", "argmax"):
         problems.append(Problem("score_to_label", f"must be 'round' or 'argmax' (got {score_to_label!r})"))
-    if not 0 <= tie_margin < 0.5:
-        problems.append(Problem("tie_margin", f"must be in [0, 0.5) (got {tie_margin})"))
+    try:
+        check_tie_margin(tie_margin)         # the one tie rule (rlaif.ties)
+    except RlaifError as e:
+        problems.append(Problem("tie_margin", str(e)))
     if limit is not None and limit < 1:
         problems.append(Problem("limit", f"must be at least 1 (got {limit})"))
     if n_boot < 0:
@@ -366,7 +370,7 @@ def check_settings(*, score_to_label: str = "round", tie_margin: float = 0.0, li
 
 def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: int | None = None,
                 output: str | Path | None = None, generative: bool = False, both_orders: bool = True,
-                tie_margin: float = 0.0, score_to_label: str = "round", n_boot: int = 1000, seed: int = 0,
+                tie_margin: float = TIE_MARGIN, score_to_label: str = "round", n_boot: int = 1000, seed: int = 0,
                 concurrency: int = 16, rubrics_dirs: list | None = None, prompts_dirs: list | None = None,
                 progress: bool = False) -> dict:
     """Judge a gold set with `rubric` and measure agreement with the human labels.
@@ -407,8 +411,7 @@ def rubric_test(rubric: str | Rubric, gold: str | Path, *, judge=None, limit: in
         "gold": {"path": str(gold), "sha256": _sha256(gold), "mode": mode, "rows_in_file": None,
                  "rows_used": len(rows)},
         "settings": {"limit": limit, "seed": seed, "both_orders": both_orders, "generative": generative,
-                     "tie_rule": ("inconsistent orders -> tie" if both_orders else "") +
-                                 (f"; |p_a-0.5| <= {tie_margin} -> tie" if tie_margin else ""),
+                     "tie_rule": describe_tie_rule(tie_margin, both_orders),
                      "tie_margin": tie_margin, "score_to_label": score_to_label, "n_boot": n_boot},
         **summarize(items, mode, labels, n_boot=n_boot, seed=seed),
         "items": items,

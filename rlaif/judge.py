@@ -17,6 +17,7 @@ from pydantic import Field
 
 from rlaif.backends import get_backend, provider_of
 from rlaif.errors import RlaifError
+from rlaif.grouping import group_if_candidates
 from rlaif.journal import INDEX_FIELD, PARTIAL_SUFFIX, check_output
 from rlaif.judging.aggregate import bradley_terry
 from rlaif.judging.job import Job, JudgeSummary, default_cache, job_fingerprint, load_rows
@@ -82,6 +83,7 @@ def judge(input: str | Path | list[dict], rubric, *, judge=None, mode: str | Non
     opts, eng, jo = split_options(flat, given=tuple(x for x in (options, engine_options, job) if x is not None))
     if output is not None:
         check_output(output, inputs=[input])
+    input = group_if_candidates(input, mode)    # `rlaif sample` output judged pairwise/rank: regrouped per prompt
     judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
     rubrics = list(rubric) if isinstance(rubric, (list, tuple)) else [rubric]
     if len(judges) > 1 or len(rubrics) > 1 or jo.aggregate is not None or jo.gold is not None:

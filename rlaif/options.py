@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlaif.errors import ConfigError, Problem
+from rlaif.ties import TIE_MARGIN
 
 GENERATIVE_MAX_TOKENS = 512     # room for a short rationale and the verdict line
 Aggregate = Literal["mean", "majority", "weighted"]
@@ -40,7 +41,7 @@ class JudgeOptions(_Options):
     max_tokens: int = Field(GENERATIVE_MAX_TOKENS, ge=1, description="most tokens of a generative verdict")
     # pairwise: |P(A) - 0.5| at or below this is a tie. 0.05 because a judge whose two orders nearly
     # cancel (P(A)=0.502) has not expressed a preference; the soft label p_a is kept either way.
-    tie_margin: float = Field(0.05, ge=0, le=0.5, description="pairwise: |P(A)-0.5| at or below this is a tie")
+    tie_margin: float = Field(TIE_MARGIN, ge=0, le=0.5, description="pairwise: |P(A)-0.5| at or below this is a tie")
     structured: bool | None = Field(None, description="JSON-schema / tool-use verdicts; None: wherever the "
                                                       "backend supports them")
     repair: bool = Field(True, description="re-ask once when a verdict cannot be read")

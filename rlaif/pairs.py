@@ -431,10 +431,13 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
                 p = p_table.get((ci, ri), None if (ri, ci) not in p_table else 1 - p_table[(ri, ci)])
                 pairs.append(_pair_row(prompt_messages(row), c, r, pid=pid, mode=mode, p_chosen=p,
                                        consistent=consistent, weight=weight_of(consistent)))
-    else:  # pairwise: one row, one candidate pair
+    else:  # pairwise: one row, one candidate pair; several rows may share a prompt
+        seen_prompts: set[str] = set()
         for i, row in enumerate(rows):
-            n_prompts += 1
             pid = str(row.get("id", i))
+            seen_prompts.add(str(row["prompt_id"]) if row.get("prompt_id") is not None else
+                             json.dumps(prompt_messages(row), sort_keys=True))
+            n_prompts = len(seen_prompts)
             if row.get("error"):
                 no_pair["unscored"] += 1
                 continue
@@ -496,7 +499,9 @@ def compute_stats(rows, mode, pairs, opts, margin, *, n_prompts, unscored, no_pa
                    "seed": opts.seed},
         "counts": {"input_rows": len(rows), "scored_rows": len(rows) - sum(unscored.values()),
                    "unscored_rows": sum(unscored.values()), "prompts": n_prompts,
-                   "prompts_with_pairs": len({p["prompt_id"] for p in pairs}), "pairs": len(pairs)},
+                   # pairwise: several rows (pair ids) can share one prompt, so count prompts by content
+                   "prompts_with_pairs": len({json.dumps(p["prompt"], sort_keys=True) if mode == "pairwise"
+                                              else p["prompt_id"] for p in pairs}), "pairs": len(pairs)},
         "dropped": {"unscored_rows": dict(sorted(unscored.items())), "prompts_without_pair": dict(sorted(no_pair.items())),
                     "candidate_pairs": dict(sorted(drops.items()))},
         "scores": {"chosen": describe([p["score_chosen"] for p in pairs if p["score_chosen"] is not None]),
@@ -573,6 +578,15 @@ def render_summary(stats: dict) -> str:
         if d[key]:
             lines.append(f"  {title}: " + ", ".join(f"{k}={v}" for k, v in d[key].items()))
     return "\n".join(lines) + "\n" + render_audit(stats)
+
+
+def render_dropped(stats: dict) -> str:
+    """Why rows gave no pair, in one console line ("" when nothing was dropped)."""
+    d = stats["dropped"]
+    parts = [f"{sum(d[key].values())} {title} ({', '.join(f'{k} {v}' for k, v in d[key].items())})"
+             for title, key in (("unscored rows", "unscored_rows"), ("prompts without a pair", "prompts_without_pair"),
+                                ("candidate pairs not used", "candidate_pairs")) if d[key]]
+    return ("dropped: " + "; ".join(parts)) if parts else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,10 +116,25 @@ class PipelineConfig(_Strict):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     train: dict[str, Any] | None = None            # keyword arguments of rlaif.train_dpo
     eval: dict[str, Any] | None = None             # keyword arguments of rlaif.evaluate
+    # distilled RLAIF (docs/reward_models.md): a reward model on the pairs, then GRPO on the prompts with it
+    rm: dict[str, Any] | None = None               # keyword arguments of rlaif.train_rm
+    rm_grpo: dict[str, Any] | None = None          # keyword arguments of rlaif.train_grpo (reward: the rm stage's)
 
 
 # Optional later stages: (section, rlaif function, the arguments the pipeline wires in itself)
-HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")), "eval": ("evaluate", ("adapter", "output"))}
+HOOKS = {"train": ("train_dpo", ("data", "output_dir", "resume")),
+         "eval": ("evaluate", ("output", "rubrics_dirs", "prompts_dirs", "progress", "model", "tokenizer")),
+         "rm": ("train_rm", ("data", "output_dir", "resume")),
+         "rm_grpo": ("train_grpo", ("prompts", "output_dir", "resume", "rewards"))}
+# trainers take **overrides: their options are these config classes' fields ("module:Class")
+HOOK_CONFIGS = {"train": "rlaif.train.dpo:DPOConfig", "rm": "rlaif.train.rm:RMConfig",
+                "rm_grpo": "rlaif.train.grpo:GRPOConfig"}
+# Keys of the train/eval sections that name files: resolved from the config file's folder, like `prompts:`.
+PATH_KEYS = {"train": ("adapter",), "eval": ("prompts", "capability", "xstest", "adapter")}
+# eval options that must be positive integers / fractions (evaluate() would fail on them only after loading models)
+EVAL_BOUNDS = {"limit": (1, None), "max_new_tokens": (1, None), "capability_max_new_tokens": (1, None),
+               "batch_size": (1, None), "concurrency": (1, None), "n_resamples": (1, None), "confidence": (0, 1)}
+EVAL_REPORT = "eval.json"
 
 
 @dataclass
@@ -135,6 +150,19 @@ class Loaded:
     @property
     def workdir(self) -> Path:
         return self.resolve(self.cfg.workdir or f"runs/{self.cfg.name or self.path.stem}")
+
+    def section(self, name: str) -> dict:
+        """The train/eval section with its file keys resolved from the config file's folder (a
+        relative local model folder too), so a run from any working directory reads the same files."""
+        sec = dict(getattr(self.cfg, name) or {})
+        for k in PATH_KEYS[name]:
+            if isinstance(sec.get(k), str):
+                sec[k] = str(self.resolve(sec[k]))
+        for k in ("model", "base", "rubric", "refusal_rubric"):
+            v = sec.get(k)
+            if isinstance(v, str) and not Path(v).is_absolute() and (self.base / v).exists():
+                sec[k] = str(self.base / v)
+        return sec
 
     def rubric_ref(self) -> str:
         r = self.cfg.judge.rubric
@@ -241,6 +269,7 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             hub_token()
         except RlaifError as e:
             out.append(Problem(at("pairs.push_to_hub"), str(e)))
+    out += _later_stage_problems(raw, base, src)
     for sec, (fn_name, wired) in HOOKS.items():
         if raw.get(sec) is None:
             continue
@@ -253,17 +282,99 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
             continue
         params = dict(inspect.signature(fn).parameters)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        if sec == "train":            # train_dpo(**overrides): the options are DPOConfig's fields
+        if sec in HOOK_CONFIGS:       # train_dpo(**overrides) etc.: the options are the config's fields
             import dataclasses
+            import importlib
 
-            from rlaif.train.dpo import DPOConfig
-            params.update({f.name: None for f in dataclasses.fields(DPOConfig)})  # type: ignore[misc]  # names only
+            mod, cls = HOOK_CONFIGS[sec].split(":")
+            fields = dataclasses.fields(getattr(importlib.import_module(mod), cls))
+            params.update({f.name: None for f in fields})  # type: ignore[misc]  # names only
             takes_any = False
         for key in raw[sec]:
             if key in wired:
                 out.append(Problem(at(f"{sec}.{key}"), "set by the pipeline itself; remove it"))
             elif key not in params and not takes_any:
                 out.append(Problem(at(f"{sec}.{key}"), f"unknown option for rlaif.{fn_name}"))
+    return out
+
+
+def _later_stage_problems(raw: dict, base: Path, src: str) -> list[Problem]:
+    """What the train and eval stages would reject only after sampling, judging and training: the
+    eval's files, rubrics, judge and numbers, the adapter it needs, and the trainer's bounds."""
+    from rlaif.errors import InputError
+
+    out: list[Problem] = []
+    tr, ev = raw.get("train"), raw.get("eval")
+    if isinstance(tr, dict):
+        try:
+            from rlaif.train.dpo import DPOConfig
+
+            DPOConfig(**{k: v for k, v in tr.items() if k not in HOOKS["train"][1] and k != "lora"})
+        except ConfigError as e:
+            out += [Problem(f"{src}: train.{p.where}", p.message) for p in e.problems]
+        except TypeError:
+            pass                    # an unknown key: reported by the key check below
+    if not isinstance(ev, dict):
+        return out
+
+    def at(k):
+        return f"{src}: eval.{k}"
+
+    def resolve(p):
+        q = Path(os.path.expanduser(str(p)))
+        return q if q.is_absolute() else base / q
+
+    if "prompts" not in ev:
+        out.append(Problem(at("prompts"), "required: the held-out prompts (JSONL) the win rate is measured on"))
+    if tr is None and "adapter" not in ev:
+        out.append(Problem(at("adapter"), "required when the pipeline has no train: section (the adapter to evaluate)"))
+    if tr is not None and "adapter" in ev:
+        out.append(Problem(at("adapter"), "set by the pipeline itself (the adapter the train stage writes); remove it"))
+    for k in PATH_KEYS["eval"]:
+        if isinstance(ev.get(k), str) and not resolve(ev[k]).exists():
+            out.append(Problem(at(k), f"file not found: {resolve(ev[k])}"))
+    if isinstance(ev.get("prompts"), str) and resolve(ev["prompts"]).is_file():
+        from rlaif.evaluate import read_prompts
+
+        try:
+            read_prompts(resolve(ev["prompts"]))
+        except InputError as e:
+            out.append(Problem(at("prompts"), str(e)))
+    for k, (lo, hi) in EVAL_BOUNDS.items():
+        v = ev.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (k != "confidence" and not isinstance(v, int)):
+            out.append(Problem(at(k), f"expected a {'number' if k == 'confidence' else 'whole number'}, got {v!r}"))
+        elif (v <= lo if k == "confidence" else v < lo) or (hi is not None and v >= hi):
+            out.append(Problem(at(k), f"{v} is out of range (" + (f"between {lo} and {hi}" if hi else f"≥ {lo}") + ")"))
+    if isinstance(ev.get("judge"), str):
+        from rlaif.backends import PROVIDERS, parse_model_name
+
+        try:
+            provider, _ = parse_model_name(ev["judge"])
+            if provider not in PROVIDERS:
+                known = ", ".join(sorted(PROVIDERS))
+                out.append(Problem(at("judge"), f"unknown provider '{provider}'; known: {known}"))
+        except RlaifError as e:
+            out.append(Problem(at("judge"), str(e)))
+    dirs = [str(resolve(d)) for d in raw.get("rubrics_dirs") or [] if isinstance(d, str)] or None
+    pdirs = [str(resolve(d)) for d in raw.get("prompts_dirs") or [] if isinstance(d, str)] or None
+    for k, default, mode in (("rubric", "helpfulness", "pairwise"), ("refusal_rubric", "over_refusal", "absolute")):
+        name = ev.get(k, default)
+        if not isinstance(name, str) or (k == "refusal_rubric" and ev.get("no_refusal")):
+            continue
+        from rlaif.rubrics import load_rubric
+
+        ref = str(resolve(name)) if (name.endswith((".yaml", ".yml")) or "/" in name) else name
+        try:
+            r = load_rubric(ref, rubrics_dirs=dirs, prompts_dirs=pdirs)
+            if mode not in r.modes:
+                out.append(Problem(at(k), f"rubric '{r.name}' does not support {mode} judging, which eval needs"))
+        except ConfigError as e:
+            out += [Problem(at(f"{k} ({name})"), str(p)) for p in e.problems]
+        except RlaifError as e:
+            out.append(Problem(at(k), str(e)))
     return out
 
 
@@ -336,6 +447,12 @@ class RunResult:
         for s in self.stages:
             how = f"ran in {s.seconds:.1f}s" if s.status == "ran" else "already done, skipped"
             lines.append(f"  {s.name:7} {how:24} -> {s.output}")
+        ev = next((s for s in self.stages if s.name == "eval"), None)
+        if ev is not None:
+            wr = ev.summary.get("win_rate")
+            lines.append(f"eval: win rate {'n/a' if wr is None else f'{100 * wr:.1f}%'} over {ev.summary.get('n')} "
+                         f"prompts; see it with `rlaif report {ev.output} -o {ev.output.with_suffix('.html')}`")
+            lines += [f"warning: {w}" for w in ev.summary.get("warnings") or []]
         return "\n".join(lines)
 
 
@@ -355,15 +472,13 @@ def _hook(fn_name: str):
     if fn_name == "evaluate":
         from rlaif.evaluate import evaluate
         return evaluate
+    if fn_name == "train_rm":
+        from rlaif.train.rm import train_rm
+        return train_rm
+    if fn_name == "train_grpo":
+        from rlaif.train.grpo import train_grpo
+        return train_grpo
     return None
-
-
-def _call_with(fn, wired: dict, user: dict):
-    """Call a hook with the user's keyword arguments plus the wired-in ones it accepts."""
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in wired.items() if k in params or takes_any}
-    return fn(**user, **kwargs)
 
 
 def run(config: str | Path, *, force: bool = False, validate_only: bool = False,
@@ -372,6 +487,9 @@ def run(config: str | Path, *, force: bool = False, validate_only: bool = False,
     loaded = load_config(config)
     if validate_only:
         return None
+    from rlaif.models import quiet_libraries
+
+    quiet_libraries()            # as `rlaif pairs`: no transformers deprecation noise, no datasets bars
     cfg = loaded.cfg
     wd = loaded.workdir
     wd.mkdir(parents=True, exist_ok=True)
@@ -469,36 +587,62 @@ def _run(loaded: Loaded, cfg: PipelineConfig, wd: Path, force: bool, progress: b
     train_dir = wd / "train"
     adapter = train_dir / "adapter"          # written last by train_dpo: its presence means training finished
     if cfg.train is not None:
+        train_opts = loaded.section("train")
+
         def do_train():
             # a killed training run continues from its newest checkpoint, exactly (see rlaif/train/loop.py)
             resume = True if any(train_dir.glob("checkpoint-*")) else None
-            out = _hook("train_dpo")(str(dataset), output_dir=str(train_dir), resume=resume, **cfg.train)
+            out = _hook("train_dpo")(str(dataset), output_dir=str(train_dir), resume=resume, **train_opts)
             return {k: v for k, v in out.items() if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
-        stage("train", stage_key("train", cfg.train, {"dataset": content_hash(dataset)}), adapter, do_train)
+        stage("train", stage_key("train", train_opts, {"dataset": content_hash(dataset)}), adapter, do_train)
     if cfg.eval is not None:
-        report = wd / "eval"
+        report = wd / EVAL_REPORT
+        eval_opts = loaded.section("eval")
+        if cfg.train is not None:
+            eval_opts["adapter"] = str(adapter)
 
         def do_eval():
-            wired = {"output": str(report)}
-            if cfg.train is not None:
-                wired["adapter"] = str(adapter)
-            out = _call_with(_hook("evaluate"), wired, cfg.eval)
-            return out if isinstance(out, dict) else {}
-        inputs = {"adapter": content_hash(adapter)} if cfg.train is not None else {}
-        stage("eval", stage_key("eval", cfg.eval, inputs), report, do_eval)
+            out = _hook("evaluate")(**eval_opts, output=str(report), rubrics_dirs=rubrics_dirs,
+                                     prompts_dirs=prompts_dirs, progress=progress)
+            return eval_summary(out)
+        inputs = {"adapter": content_hash(Path(eval_opts["adapter"]))}
+        stage("eval", stage_key("eval", eval_opts, inputs), report, do_eval)
+    # 6-7. optional distilled RLAIF: train a reward model on the pairs, then GRPO with it as the reward
+    rm_dir, rm_grpo_dir = wd / "rm", wd / "rm_grpo"
+    if cfg.rm is not None or cfg.rm_grpo is not None:
+        def do_rm():
+            resume = True if any(rm_dir.glob("checkpoint-*")) else None
+            out = _hook("train_rm")(str(dataset), output_dir=str(rm_dir), resume=resume, **(cfg.rm or {}))
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm", stage_key("rm", cfg.rm or {}, {"dataset": content_hash(dataset)}), rm_dir / "adapter", do_rm)
+    if cfg.rm_grpo is not None:
+        def do_rm_grpo():
+            resume = True if any(rm_grpo_dir.glob("checkpoint-*")) else None
+            out = _hook("train_grpo")(str(prompts), output_dir=str(rm_grpo_dir), resume=resume,
+                                           rewards=[f"rm:{rm_dir}"], **cfg.rm_grpo)
+            return {k: v for k, v in out.items() if isinstance(v, (int, float, str))}
+        stage("rm_grpo", stage_key("rm_grpo", cfg.rm_grpo, {"rm": content_hash(rm_dir / "adapter"),
+                                                             "prompts": content_hash(prompts)}),
+              rm_grpo_dir / "adapter", do_rm_grpo)
     return RunResult(wd, results)
+
+
+def eval_summary(report: dict) -> dict:
+    """The eval report's headline numbers (the manifest keeps these, not every answer)."""
+    wr, tax = report.get("win_rate") or {}, report.get("alignment_tax") or {}
+    return {"win_rate": wr.get("value"), "win_rate_ci": wr.get("ci"), "n": wr.get("n"),
+            "capability_delta": tax.get("capability_delta"), "over_refusal_delta": tax.get("over_refusal_delta"),
+            "unsafe_refusal_delta": tax.get("unsafe_refusal_delta"), "warnings": report.get("warnings") or []}
 
 
 def _write_rank_input(candidates: Path, dest: Path) -> None:
     """Candidates regrouped one row per prompt, for rank judging (`responses` + their sampler models)."""
+    from rlaif.grouping import group_candidates
     from rlaif.io import iter_jsonl, write_jsonl
 
-    groups: dict[str, dict] = {}
-    r: Any
+    rows: list[dict] = []
     for _n, r in iter_jsonl(candidates):
-        g = groups.setdefault(r["prompt_id"], {"id": r["prompt_id"], "prompt": r["prompt"], "messages": r["messages"],
-                                               "responses": [], "models": [], "candidate_ids": []})
-        g["responses"].append(r["response"])
-        g["models"].append(r.get("model"))
-        g["candidate_ids"].append(r["id"])
-    write_jsonl(dest, [g for g in groups.values() if len(g["responses"]) >= 2])
+        if isinstance(r, Exception):          # a line that is not JSON: the reader's error names it
+            raise r
+        rows.append(r)  # type: ignore[arg-type]
+    write_jsonl(dest, group_candidates(rows, "rank").rows)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _train_utils import pair_rows, save_tiny
+from tests._train_utils import pair_rows, save_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 

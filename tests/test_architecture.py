@@ -13,15 +13,16 @@ PKG = ROOT / "rlaif"
 
 # Bottom first; a module may import its own layer or any layer below (docs/architecture.md).
 LAYERS = [
-    ("foundation", ["rlaif.errors", "rlaif.records", "rlaif.version", "rlaif.jsondata", "rlaif.options", "rlaif.agreement",
+    ("foundation", ["rlaif.errors", "rlaif.records", "rlaif.version", "rlaif.jsondata", "rlaif.ties", "rlaif.refusal_strmatch", "rlaif.options", "rlaif.agreement",
                     "rlaif.models"]),
-    ("files", ["rlaif.cost", "rlaif.journal", "rlaif.progress", "rlaif.io", "rlaif.shards", "rlaif.templates"]),
+    ("files", ["rlaif.cost", "rlaif.journal", "rlaif.progress", "rlaif.io", "rlaif.shards", "rlaif.templates", "rlaif.grouping"]),
     ("rubrics", ["rlaif.rubrics", "rlaif.render"]),
     ("backends", ["rlaif.backends"]),
     ("engine", ["rlaif.ledger", "rlaif.engine"]),
     ("judging", ["rlaif.judging", "rlaif.judge", "rlaif.jury", "rlaif.batch"]),
     ("data", ["rlaif.sampling", "rlaif.pairs", "rlaif.gold", "rlaif.gate"]),
-    ("results", ["rlaif.train", "rlaif.evaluate", "rlaif.report"]),
+    ("results", ["rlaif.train", "rlaif.evaluate", "rlaif.report", "rlaif.judge_cards",
+                 "rlaif.backends.rm"]),   # reached only through the provider registry, by name
     ("integrations", ["rlaif.rewards", "rlaif.serve", "rlaif.integrations"]),
     ("pipeline", ["rlaif.pipeline"]),
     ("interface", ["rlaif.cli", "rlaif.__main__", "rlaif"]),

@@ -490,7 +490,7 @@ async def test_api_keys_never_appear_in_errors_reprs_or_logs(caplog, capsys):
 def test_a_backend_object_survives_several_judge_calls():
     """Each judge() call runs its own event loop; the real OpenAI client (over a loopback server)
     must follow the loop, not fail with 'Event loop is closed' on the second call."""
-    from openai_server import start_server
+    from tests.openai_server import start_server
 
     from rlaif.backends.openai import OpenAIBackend
     from rlaif.judge import judge

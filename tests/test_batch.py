@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import rlaif.judging.batch as batch_mod
-from openai_server import completion_body
+from tests.openai_server import completion_body
 from rlaif import RlaifError, judge
 from rlaif.records import Completion, Usage
 

@@ -99,7 +99,8 @@ def test_normalize_answer(raw, norm):
 def test_exact_match_uses_first_line_and_aliases():
     assert extract_answer("\n  Paris.\nIt is the capital of France.") == "Paris."
     assert exact_match("Paris.\nIt is the capital.", "Paris")
-    assert not exact_match("The capital of France is Paris.", "Paris")     # exact, not contains
+    assert exact_match("The capital of France is Paris.", "Paris")         # contained as whole words (issue 14)
+    assert not exact_match("Paris.", "Par")
     assert exact_match("Shakespeare", "William Shakespeare", ["shakespeare"])
     assert exact_match("seven", "7", ["seven"])
     assert not exact_match("", "0")

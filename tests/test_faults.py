@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from openai_server import server_stats, start_server
+from tests.openai_server import server_stats, start_server
 
 
 @pytest.mark.slow       # ~20-60 s on a busy 2-core machine

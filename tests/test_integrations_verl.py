@@ -104,7 +104,7 @@ def test_verls_own_dataset_and_reward_manager_read_them(tmp_path):
     pytest.importorskip("verl.utils.dataset.rl_dataset")
     import numpy as np
     import torch
-    from _train_utils import smol_tokenizer
+    from tests._train_utils import smol_tokenizer
     from omegaconf import OmegaConf
     from verl import DataProto
     from verl.trainer.ppo.reward import get_custom_reward_fn

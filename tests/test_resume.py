@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from openai_server import server_stats, start_server
+from tests.openai_server import server_stats, start_server
 
 HERE = Path(__file__).parent
 N = 240

@@ -182,7 +182,7 @@ def test_64_concurrent_requests_through_a_judge_failing_30_percent(tmp_path):
     """Every request answered (scored, or the chosen unscored value, counted), no crash, and no judge answer
     paid for twice: 16 of the 64 requests repeat another's completion and share its answer."""
     sys.path.insert(0, os.path.dirname(__file__))
-    from openai_server import server_stats, start_server
+    from tests.openai_server import server_stats, start_server
 
     from rlaif.backends import get_backend
     from rlaif.ledger import Ledger

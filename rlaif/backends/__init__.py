@@ -15,6 +15,7 @@ PROVIDERS = {
     "openai": "rlaif.backends.openai:OpenAIBackend",
     "anthropic": "rlaif.backends.anthropic:AnthropicBackend",
     "litellm": "rlaif.backends.litellm:LiteLLMBackend",
+    "rm": "rlaif.backends.rm:RMBackend",          # a trained reward model (rlaif train rm)
 }
 
 DEFAULT_MODEL = "local/default"

@@ -207,9 +207,11 @@ class LocalBackend:
         import torch
 
         model, tok, enc = self._encode(batch_messages, ids)
-        with torch.inference_mode():
-            out = model(**enc, logits_to_keep=1)
-        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        from rlaif.models import last_token_logits
+
+        with torch.inference_mode():   # row chunks: a padded batch's CPU attention is rows × T² (issue 14 #10)
+            last = last_token_logits(model, enc["input_ids"], enc["attention_mask"])
+        logprobs = torch.log_softmax(last.float(), dim=-1)
         option_ids = self._option_ids(tok, params.options)
         if option_ids is not None:
             opt_lp = [{o: float(torch.logsumexp(logprobs[i, ids], 0)) for o, ids in option_ids.items()}

@@ -25,7 +25,7 @@ def cmd_sample(args) -> int:
 def cmd_pairs(args) -> int:
     from datasets.utils.logging import disable_progress_bar
 
-    from rlaif.pairs import build_pairs
+    from rlaif.pairs import build_pairs, render_dropped
 
     disable_progress_bar()
     res = build_pairs(args.judged, args.output, policy=args.policy, min_margin=args.min_margin,
@@ -34,6 +34,8 @@ def cmd_pairs(args) -> int:
                       push_to_hub_repo=args.push_to_hub, name=args.name, min_kappa=args.min_kappa,
                       rubric_test_result=args.rubric_test)
     print(res.render())
+    if dropped := render_dropped(res.stats):       # why rows were dropped, in one line (the card has the table)
+        print(dropped)
     print(f"wrote {res.output} (load with datasets.load_from_disk; card in {res.output}/README.md)")
     if res.url:
         print(f"pushed to {res.url}")

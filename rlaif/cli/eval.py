@@ -15,10 +15,15 @@ def cmd_eval(args) -> int:
                       capability_max_new_tokens=args.capability_max_new_tokens, batch_size=args.batch_size,
                       generative=args.generative, concurrency=args.concurrency, seed=args.seed,
                       n_resamples=args.n_resamples, device=args.device, rubrics_dirs=args.rubrics_dir,
-                      prompts_dirs=args.prompts_dir, progress=not args.quiet)
+                      prompts_dirs=args.prompts_dir, progress=not args.quiet, refusal_judge=args.refusal_judge)
     from rich.console import Console
 
     Console().print(render_table(report))
+    from rlaif.judge_cards import agreement_line  # each judge's recorded agreement with people, if known
+
+    for j, r in ((report["judge"], args.rubric), (report["settings"].get("refusal_judge"), args.refusal_rubric)):
+        if j and (line := agreement_line(j, r)):
+            stderr(line)
     if args.output:
         stderr(f"report written to {args.output}")
     return 0
@@ -32,6 +37,9 @@ def add_eval(sub) -> None:
                            "prompts.")
     p.add_argument("--adapter", "-a", required=True, help="LoRA adapter directory (output of `rlaif train ...`)")
     p.add_argument("--prompts", "-p", required=True, help="held-out prompts JSONL (field `prompt`)")
+    p.add_argument("--refusal-judge", default=None,
+                   help="judge for the refusal part (e.g. rm/PATH); default: --judge, or the shipped over-refusal "
+                        "classifier when no --judge is given and one is shipped")
     p.add_argument("--base", default=None, help="base model (default: the adapter config's base_model_name_or_path); "
                                                "'default' = the embedded SmolLM2")
     p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")

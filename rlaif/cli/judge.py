@@ -41,6 +41,11 @@ def cmd_judge(args) -> int:
         if len(rows) > args.show:
             stderr(f"... {len(rows) - args.show} more in {args.output}")
     stderr(summary.render())
+    if len(args.judge or [None]) == 1 and len(args.rubric) == 1:     # the judge's recorded agreement, if known
+        from rlaif.judge_cards import agreement_line
+
+        if line := agreement_line((args.judge or [None])[0], args.rubric[0]):
+            stderr(line)
     return 0
 
 

@@ -134,8 +134,8 @@ def _gold_options(p) -> None:
     p.add_argument("--judge", "-j", default=None, help="provider/model; default local/default (the embedded SmolLM2)")
     p.add_argument("--limit", type=int, default=None, help="judge a seeded random subset of N gold items")
     p.add_argument("--seed", type=int, default=0, help="seed of --limit's subset and of the bootstrap")
-    add_judging_flags(p, tie_margin=0.0, tie_help="pairwise: also call a tie when |P(A better) - 0.5| <= this "
-                      "(default 0: only verdicts that flip when A and B swap are ties)")
+    add_judging_flags(p, tie_help="pairwise: a tie when |P(A better) - 0.5| <= this, as `judge` labels it "
+                      "(verdicts that flip when A and B swap are ties too)")
     p.add_argument("--score-to-label", choices=["round", "argmax"], default="round",
                    help="absolute: expected score rounded to the nearest point (default), or the most probable point")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rlaif.cli.common import add_quiet, parser, stderr
+from rlaif.cli.rm import add_grpo_rm_options, add_train_rm
 
 
 def _train_common(p, default_lr: float, batch_help: str) -> None:
@@ -13,6 +13,8 @@ def _train_common(p, default_lr: float, batch_help: str) -> None:
                    help="base model: 'default' (embedded SmolLM2), a folder or hub id")
     p.add_argument("--output", "-o", required=True, help="output folder: adapter/, checkpoint-N/, metrics.jsonl")
     p.add_argument("--max-steps", type=int, default=100, help="optimiser steps")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the data; sets --max-steps from the data size")
     p.add_argument("--batch-size", type=int, default=4, help=batch_help)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--lr", type=float, default=default_lr, help="learning rate")
@@ -60,15 +62,15 @@ def _train_kwargs(args) -> dict:
                                   target_modules=targets),
                 save_steps=args.save_steps, save_total_limit=args.save_total_limit, resume=args.resume,
                 report_to=args.report_to, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
-                split=args.split, progress=not args.quiet, compile=args.compile, packing=not args.no_packing,
-                share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
+                split=args.split, progress=not args.quiet, compile=args.compile, epochs=args.epochs,
+                packing=not args.no_packing, share_prompt=not args.no_share_prompt, logp_kernel=args.logp_kernel)
 
 
 def _print_summary(summary: dict) -> None:
+    from rlaif.train.checks import format_summary
+
     if summary:
-        final = {k: round(v, 4) if isinstance(v, float) else v for k, v in (summary.get("final") or {}).items()}
-        stderr(f"trained {summary.get('steps')} steps in {summary.get('seconds')}s -> {summary.get('adapter')}")
-        stderr("final: " + json.dumps(final))
+        stderr(format_summary(summary))       # significant digits: a 5e-5 learning rate is not 0.0001
 
 
 def cmd_train_dpo(args) -> int:
@@ -87,6 +89,7 @@ def cmd_train_sft(args) -> int:
 
 
 def cmd_train_grpo(args) -> int:
+    from rlaif.cli.rm import grpo_rm_kwargs
     from rlaif.train.grpo import train_grpo
 
     _print_summary(train_grpo(args.prompts, rewards=args.reward, reward_weights=args.reward_weights,
@@ -94,7 +97,7 @@ def cmd_train_grpo(args) -> int:
                               temperature=args.temperature, beta=args.beta, epsilon=args.epsilon,
                               epsilon_high=args.epsilon_high, loss_type=args.loss, scale_rewards=args.scale_rewards,
                               num_iterations=args.num_iterations, use_vllm=args.use_vllm, vllm_mode=args.vllm_mode,
-                              vllm_server_url=args.vllm_server_url, **_train_kwargs(args)))
+                              vllm_server_url=args.vllm_server_url, **grpo_rm_kwargs(args), **_train_kwargs(args)))
     return 0
 
 
@@ -153,6 +156,8 @@ def add_training(sub) -> None:
     g.add_argument("--vllm-server-url", default="http://localhost:8000", help="vLLM server for --vllm-mode server")
     _train_common(g, 1e-5, "prompts per micro-batch (per process), each sampled G times")
     g.set_defaults(func=cmd_train_grpo, batch_size=2)
+    add_grpo_rm_options(g)           # rm: rewards: the LLM-judge fallback band and the drift watch
+    add_train_rm(ts, _train_common, _train_kwargs, _print_summary)
     e = parser(sub, "export", help="export a trained adapter, merged into its base or alone",
                description="Write a trained LoRA adapter as is, or merged into its base model's weights "
                            "(a plain transformers model), atomically.")

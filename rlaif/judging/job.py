@@ -19,6 +19,7 @@ from rlaif.journal import Journal, canonical, fingerprint
 from rlaif.judging.judge import effective_options, judge_rows_async, resolve_method
 from rlaif.options import EngineOptions, JobOptions, JudgeOptions
 from rlaif.records import Judgment
+from rlaif.ties import describe as describe_tie_rule
 
 # Rows unscored for these reasons are judged again when a job resumes; any other verdict (a score,
 # parse_error, refused...) is final and kept.
@@ -30,11 +31,11 @@ def is_transient(error: str | None) -> bool:
 
 
 def default_cache(backend) -> bool:
-    """Whether a judge uses the request ledger unless told: API judges do; local/ and fake/ do not
-    (their answers are free, and a local model's weights may change under the same name)."""
+    """Whether a judge uses the request ledger unless told: API judges do; local/, fake/ and rm/ do
+    not (their answers are free, and a local model's weights may change under the same name)."""
     from rlaif.backends import provider_of
 
-    return provider_of(backend) not in ("local", "fake")
+    return provider_of(backend) not in ("local", "fake", "rm")
 
 
 def _head(rub, backend, mode, opts: JudgeOptions) -> list:
@@ -263,12 +264,15 @@ class Job:
         from rlaif.progress import Bar
 
         rows = self.rows
+        # the tie rule each pairwise row was labelled by (rlaif/ties.py; `rubric test` records the same)
+        tie_field = ({"tie_rule": describe_tie_rule(self.opts.tie_margin, self.opts.both_orders)}
+                     if self.mode == "pairwise" else {})
         bar = (Bar(len(rows), f"judging with {self.label or self.backend.name}", done=len(rows) - len(todo),
                    stats=eng.stats, group=self.group) if self.job.progress else None)
 
         def emit(pos, j: Judgment):
             k = todo[pos]
-            row = {**rows[k], **j.to_row(), "method": method}
+            row = {**rows[k], **j.to_row(), "method": method, **tie_field}
             done[k] = row
             if journal is not None:      # one whole line per write, flushed: a kill leaves at most a torn line
                 journal.append(k, row)

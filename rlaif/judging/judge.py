@@ -51,6 +51,7 @@ from rlaif.options import JudgeOptions
 from rlaif.records import GenParams, Judgment
 from rlaif.render import build_messages
 from rlaif.rubrics import Rubric, load_rubric
+from rlaif.ties import preference as tie_preference
 
 TOP_LOGPROBS = 20               # OpenAI's maximum; enough to find every score token in practice
 METHODS = ("logprobs", "generative", "samples")
@@ -60,6 +61,8 @@ def resolve_method(options: JudgeOptions, backend) -> str:
     """How verdicts will be read, decided up front and recorded in every row (never a silent
     fallback): "samples" (k > 1 sampled verdicts), "generative" (asked for, or a judge without
     log-probabilities), else "logprobs"."""
+    if getattr(backend, "judge_method", None):     # rm/: a reward model scores whole rows itself
+        return backend.judge_method
     if options.samples and options.samples > 1:
         return "samples"
     if options.generative or not getattr(backend, "supports_logprobs", False):
@@ -267,7 +270,7 @@ class Judge:
         orders = res[0][1] if len(res) == 1 else [dict(o, criterion=c.name) for c, (_, os_, _) in zip(r.criteria, res)
                                                   for o in os_]
         consistent = None if res[0][2] is None else all(c for _, _, c in res)
-        pref = "tie" if abs(p_a - 0.5) <= self.cfg.tie_margin else ("a" if p_a > 0.5 else "b")
+        pref = tie_preference(p_a, self.cfg.tie_margin)       # the one shared rule (rlaif/ties.py)
         rationale = "\n\n".join(x.rationale for x, _, _ in res if x.rationale) or None
         return Judgment("pairwise", self.backend.name, r.id, p_a=p_a, preference=pref, consistent=consistent,
                         orders=orders, rationale=rationale, parse=weakest(x.parse for x, _, _ in res),
@@ -318,6 +321,8 @@ class Judge:
 
     async def judge_row(self, row: dict, mode: str) -> Judgment:
         try:
+            if hasattr(self.backend, "judge_row"):           # rm/: whole rows, no judge prompt
+                return await self.backend.judge_row(self.rubric, row, mode, self.cfg.tie_margin)
             return await getattr(self, mode)(row)
         except BackendError as e:
             return _unscored(mode, self.backend.name, self.rubric.id, error_code(e), str(e))

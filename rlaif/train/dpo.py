@@ -106,10 +106,6 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
                                              f"{', '.join(losses.DPO_LOSSES)}"))
     if cfg.soft_labels and cfg.loss_type != "sigmoid":
         problems.append(Problem("soft_labels", "works with the sigmoid loss only"))
-    if not cfg.beta > 0:
-        problems.append(Problem("beta", f"must be positive (got {cfg.beta})"))
-    if not 0 <= cfg.label_smoothing < 0.5:      # a share of flipped labels; 0.5 would mean no signal at all
-        problems.append(Problem("label_smoothing", f"must be in [0, 0.5) (got {cfg.label_smoothing})"))
     if problems:
         raise ConfigError(problems, source="options")
     run = Run(cfg, "dpo")
@@ -131,7 +127,7 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
                                                          cfg.pad_multiple, run.layout))
     history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
-    return run.finish({"pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
+    return run.finish({"data": rows.path, "pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
 
 
 __all__ = ["DPOConfig", "train_dpo", "dpo_batch_loss", "field"]

@@ -1,6 +1,7 @@
 """`rlaif export --adapter DIR [--merge] -o OUT`: ship what training produced.
 
-Without --merge: the adapter alone (a few MB; load it on top of the base with peft). With
+Without --merge: the adapter alone (a few MB; load it on top of the base with peft), its
+base_model_name_or_path kept resolvable (the embedded model's converted folder, or --base). With
 --merge: the LoRA update folded into the base weights (W + BA·alpha/r), saved as a plain
 transformers model folder with its tokenizer — loadable with AutoModelForCausalLM, servable by
 vLLM/TGI/llama.cpp converters, no peft needed. Written to a temporary folder and renamed, so a
@@ -36,7 +37,7 @@ def export(adapter: str | Path, output: str | Path, *, merge: bool = False, base
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlaif.models import resolve_model_path
+    from rlaif.models import base_reference, make_shareable, resolve_model_path
 
     adapter, output = Path(adapter), Path(output)
     if not adapter.is_dir():
@@ -59,6 +60,13 @@ def export(adapter: str | Path, output: str | Path, *, merge: bool = False, base
             for f in adapter.iterdir():
                 if f.is_file():
                     shutil.copy2(f, tmp / f.name)
+            # keep a base that resolves: an older adapter's "default" becomes the converted folder;
+            # --base (a Hub id to share under, or another folder) replaces the recorded one
+            cfg_file = tmp / "adapter_config.json"
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+            cfg["base_model_name_or_path"] = base_reference(base_name)
+            cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        make_shareable(tmp)
         if output.exists():
             shutil.rmtree(output)
         os.replace(tmp, output)

@@ -14,10 +14,12 @@ clip ratio and completion length.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 
-from rlaif.errors import ConfigError, Problem
+from rlaif.errors import ConfigError, Problem, RlaifError
 from rlaif.train import losses
 from rlaif.train.loop import Run, TrainConfig, batch_logps
 
@@ -45,6 +47,13 @@ class GRPOConfig(TrainConfig):
     vllm_gpu_memory_utilization: float = 0.3   # colocate: vLLM's share of the GPU while awake (TRL's default)
     vllm_max_model_len: int | None = None      # colocate: None = the model's own limit
     split: str = "train"
+    # rm:PATH rewards (rm_reward.py): the LLM judge for the fallback band and the drift watch
+    fallback: object = None            # "rubric:NAME@provider/model" or a reward callable
+    fallback_band: float | None = None  # rubric-scale distance from the group mean sent to the judge
+    drift_every: int = 0               # every K reward calls, judge a fixed slice too (0: off)
+    drift_n: int = 8
+    drift_floor: float | None = None
+    drift_action: str = "warn"         # warn | stop
 
 
 GRPO_KEYS = ("loss", "reward", "reward_std", "frac_zero_std", "completion_length")
@@ -123,36 +132,26 @@ def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None 
                             max_completion_length=cfg.max_completion_length, num_items=num_items)
 
 
-def check_config(cfg: GRPOConfig) -> None:
-    """GRPO's own settings, all at once, before the model or the data is touched (issue 15.24)."""
+def grpo_problems(values: dict) -> list[Problem]:
+    """GRPO's option problems the shared bounds (rlaif/train/checks.py) do not cover, all at once."""
     from rlaif.train.generation import VLLM_MODES
 
-    problems = []       # every problem at once, each named by its field (the CLI shows the flag)
-    if not cfg.rewards:
-        problems.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
-    if cfg.loss_type not in losses.GRPO_LOSSES:
-        problems.append(Problem("loss_type", f"unknown loss '{cfg.loss_type}' (choose {', '.join(losses.GRPO_LOSSES)})"))
-    if cfg.scale_rewards not in losses.ADV_SCALING:
-        problems.append(Problem("scale_rewards", f"unknown reward scaling '{cfg.scale_rewards}' "
-                                                 f"(choose {', '.join(losses.ADV_SCALING)})"))
-    if cfg.num_generations < 2:
-        problems.append(Problem("num_generations", f"must be ≥ 2: the advantage is relative to the group "
-                                                   f"(got {cfg.num_generations})"))
-    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
-        problems.append(Problem("reward_weights", f"{len(cfg.reward_weights)} reward weights for "
-                                                  f"{len(cfg.rewards)} rewards"))
-    if cfg.vllm_mode not in VLLM_MODES:
-        problems.append(Problem("vllm_mode", f"unknown vllm_mode '{cfg.vllm_mode}' (choose {', '.join(VLLM_MODES)})"))
-    if not cfg.temperature > 0:
-        problems.append(Problem("temperature", f"must be positive: GRPO samples its groups (got {cfg.temperature})"))
-    if cfg.num_iterations < 1:
-        problems.append(Problem("num_iterations", f"must be at least 1 (got {cfg.num_iterations})"))
-    if cfg.max_completion_length < 1:
-        problems.append(Problem("max_completion_length", f"must be at least 1 (got {cfg.max_completion_length})"))
-    if cfg.beta < 0 or cfg.epsilon < 0 or (cfg.epsilon_high is not None and cfg.epsilon_high < 0):
-        problems.append(Problem("beta" if cfg.beta < 0 else "epsilon", "must be 0 or more"))
-    if problems:
-        raise ConfigError(problems, source="options")
+    out = []
+    if not values.get("rewards"):
+        out.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
+    if values.get("loss_type") not in losses.GRPO_LOSSES:
+        out.append(Problem("loss_type", f"unknown loss '{values.get('loss_type')}' "
+                                        f"(choose {', '.join(losses.GRPO_LOSSES)})"))
+    if values.get("scale_rewards") not in losses.ADV_SCALING:
+        out.append(Problem("scale_rewards", f"unknown reward scaling '{values.get('scale_rewards')}' "
+                                            f"(choose {', '.join(losses.ADV_SCALING)})"))
+    weights, rewards = values.get("reward_weights"), values.get("rewards") or []
+    if weights is not None and len(weights) != len(rewards):
+        out.append(Problem("reward_weights", f"{len(weights)} reward weights for {len(rewards)} rewards"))
+    if values.get("vllm_mode") not in VLLM_MODES:
+        out.append(Problem("vllm_mode", f"unknown vllm_mode '{values.get('vllm_mode')}' "
+                                        f"(choose {', '.join(VLLM_MODES)})"))
+    return out
 
 
 def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=None, **overrides) -> dict:
@@ -172,11 +171,19 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
 
     if isinstance(model, str):          # a model name or folder, not a loaded model
         model, overrides = None, dict(overrides, model=model)
-    cfg = _with(cfg or GRPOConfig(), overrides)
-    check_config(cfg)
+    base = cfg or GRPOConfig()
+    # GRPO's own checks and the shared bounds (checked when the config is built) in one error
+    problems = grpo_problems({**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides})
+    try:
+        cfg = _with(base, overrides)
+    except ConfigError as e:
+        problems = [Problem(p.where, p.message) for p in e.problems] + problems
+    if problems:
+        raise ConfigError(problems, source="GRPO options")
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
+    _configure_rm_rewards(reward_fns, cfg, run.device)
     weights = torch.tensor(cfg.reward_weights, dtype=torch.float32) if cfg.reward_weights else None
     given = model is not None
     if model is None:
@@ -209,14 +216,32 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
             for fn in reward_fns:
                 if isinstance(fn, RubricReward) and fn.errors:
                     metrics[f"unscored/{fn.__name__}"] = sum(fn.errors.values())
+                if hasattr(fn, "step_metrics"):          # rm: fallback count, drift agreement
+                    metrics.update(fn.step_metrics())
             history.append(run.log(metrics, GRPO_KEYS))
             if run.step % mu == 0:
                 run.maybe_save()
     finally:
         run.stop_progress()
-    return run.finish({"prompts": len(rows), "final": history[-1] if history else {},
+    return run.finish({"data": str(prompts) if isinstance(prompts, (str, os.PathLike)) else "<rows>",
+                       "prompts": len(rows), "final": history[-1] if history else {},
                        "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
                                                               for s in cfg.rewards]})
+
+
+def _configure_rm_rewards(reward_fns: list, cfg: GRPOConfig, device) -> None:
+    """rm:PATH rewards run on the training device; the fallback / drift options attach the LLM judge."""
+    from rlaif.train.rm_reward import RMReward
+
+    rms = [fn for fn in reward_fns if isinstance(fn, RMReward)]
+    wants = cfg.fallback is not None or cfg.fallback_band is not None or cfg.drift_every
+    if wants and not rms:
+        raise RlaifError("--fallback / --fallback-band / --drift-every apply to an rm:PATH reward")
+    band = cfg.fallback_band if cfg.fallback_band is not None else (0.25 if cfg.fallback is not None else None)
+    for fn in rms:
+        fn.device = fn.device or device
+        fn.configure(judge=cfg.fallback, band=band, drift_every=cfg.drift_every, drift_n=cfg.drift_n,
+                     drift_floor=cfg.drift_floor, drift_action=cfg.drift_action, out_dir=cfg.output_dir)
 
 
 def _nanavg(parts: list[dict]) -> dict:

@@ -24,11 +24,14 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlaif.errors import ConfigError, MissingDependencyError, Problem, RlaifError
+from rlaif.errors import MissingDependencyError, RlaifError
+from rlaif.train.card import write_adapter_card
+from rlaif.train.checks import check_config, data_warnings, steps_for_epochs
 from rlaif.train.lora import LoraSettings, add_lora, count_parameters, disable_dropout, save_adapter
 
 
@@ -50,7 +53,7 @@ class TrainConfig:
     seed: int = 42
     lora: LoraSettings = field(default_factory=LoraSettings)
     adapter: str | None = None             # continue from this trained adapter (it is also the reference)
-    save_steps: int = 50                   # checkpoint every N steps (and at the end); 0: only at the end
+    save_steps: int = 50                   # checkpoint every N steps (and at the end)
     save_total_limit: int | None = 2       # keep the newest N checkpoints
     resume: str | bool | None = None       # True: newest checkpoint in output_dir; or a checkpoint folder
     log_every: int = 1
@@ -63,42 +66,16 @@ class TrainConfig:
     packing: bool = True                   # several sequences per row, no padding between them (exact)
     share_prompt: bool = True              # DPO pair / GRPO group: the prompt read once for its continuations (exact)
     logp_kernel: str = "auto"              # auto: Liger on CUDA where installed and checked, else torch
+    epochs: float | None = None            # when set, max_steps = the steps that cover this many passes
+
+    def __post_init__(self):
+        check_config(self)                 # out-of-range options fail here, before any model loads
 
     @property
     def pad_multiple(self) -> int:
         """Batches are padded to a multiple of this many tokens: 64 when compiled, so the compiled
         layers see a handful of lengths instead of recompiling for new ones; 1 (no rounding) in eager."""
         return 64 if self.compile else 1
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Every out-of-range setting at once, as one ConfigError, before torch, the data or the model
-    is touched (issue 15.18: `--batch-size 0` / `--lora-r 0` used to fail deep inside torch/peft)."""
-    import math
-
-    problems = []
-
-    def need(ok: bool, name: str, rule: str, value) -> None:
-        if not ok:
-            problems.append(Problem(name, f"{rule} (got {value!r})"))
-
-    for name in ("max_steps", "batch_size", "grad_accum", "log_every"):
-        need(getattr(cfg, name) >= 1, name, "must be at least 1", getattr(cfg, name))
-    need(cfg.save_steps >= 0, "save_steps", "must be 0 (only at the end) or more", cfg.save_steps)
-    need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0, "learning_rate", "must be a positive number",
-         cfg.learning_rate)
-    need(cfg.warmup_steps >= 0, "warmup_steps", "must be 0 or more", cfg.warmup_steps)
-    need(cfg.max_length is None or cfg.max_length >= 1, "max_length", "must be at least 1", cfg.max_length)
-    need(cfg.save_total_limit is None or cfg.save_total_limit >= 1, "save_total_limit", "must be at least 1",
-         cfg.save_total_limit)
-    need(cfg.lora.r >= 1, "lora.r", "must be at least 1", cfg.lora.r)
-    need(cfg.lora.alpha > 0, "lora.alpha", "must be positive", cfg.lora.alpha)
-    need(0 <= cfg.lora.dropout < 1, "lora.dropout", "must be in [0, 1)", cfg.lora.dropout)
-    out = Path(cfg.output_dir)
-    need(not out.exists() or out.is_dir(), "output_dir", "is a file; give a folder to write the adapter in",
-         str(out))
-    if problems:
-        raise ConfigError(problems, source="options")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +225,6 @@ class StepStream:
 
 class Run:
     def __init__(self, cfg: TrainConfig, kind: str):
-        check_config(cfg)
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -300,8 +276,9 @@ class Run:
         dtype = getattr(torch, self.cfg.dtype) if self.cfg.dtype else (torch.bfloat16 if cuda else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model, tok = self.setup_model(model, tok)
-        # record the name the user gave ("default" stays portable; the cache path is per machine)
-        model.peft_config["default"].base_model_name_or_path = self.cfg.model
+        # a base that loads offline (the converted folder for "default"); the card names the Hub id to share
+        from rlaif.models import base_reference
+        model.peft_config["default"].base_model_name_or_path = base_reference(self.cfg.model)
         return model, tok
 
     def setup_model(self, model, tok):
@@ -336,6 +313,12 @@ class Run:
         sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=cfg.warmup_steps * n,
                               num_training_steps=cfg.max_steps * n)
         per_micro = rows_per_micro or cfg.batch_size
+        per_step = per_micro * cfg.grad_accum * acc.num_processes
+        if cfg.epochs:
+            cfg.max_steps = steps_for_epochs(n_rows, cfg.epochs, per_step)
+        if self.main and not cfg.resume:
+            for w in data_warnings(n_rows, cfg.max_steps, per_step):
+                print(f"warning: {w}", file=sys.stderr, flush=True)
         total_rows = cfg.max_steps * cfg.grad_accum * per_micro * n
         stream = StepStream(n_rows, total_rows, cfg.seed)
         loader = DataLoader(stream, batch_size=per_micro, shuffle=False, collate_fn=collate,
@@ -566,6 +549,7 @@ class Run:
                 shutil.rmtree(tmp)
             save_adapter(self.model, tmp)
             self.tok.save_pretrained(str(tmp))
+            write_adapter_card(tmp, self.cfg, self.kind, self.out / "metrics.jsonl", summary)
             if adapter_dir.exists():
                 shutil.rmtree(adapter_dir)
             os.replace(tmp, adapter_dir)

@@ -96,4 +96,9 @@ def count_parameters(model) -> tuple[int, int]:
 
 def save_adapter(model, path) -> None:
     """Save only the trained "default" adapter (never the frozen reference copy)."""
-    model.save_pretrained(str(path), selected_adapters=["default"])
+    from rlaif.models import make_shareable
+
+    # save_embedding_layers=False: LoRA here never resizes or targets the embeddings, and peft's
+    # "auto" probes the Hub for the base config when the recorded base is not a local folder
+    model.save_pretrained(str(path), selected_adapters=["default"], save_embedding_layers=False)
+    make_shareable(path)

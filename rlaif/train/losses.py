@@ -221,3 +221,50 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Ten
     metrics["clip_ratio"] = ((clipped.to(m.dtype) * m).sum() / m.sum().clamp(min=1.0)).detach()
     loss = aggregate_loss(per_token, mask, loss_type, max_completion_length, num_items)
     return loss, metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward models (rlaif train rm)
+# ---------------------------------------------------------------------------------------------
+def bt_losses(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, p_chosen: torch.Tensor | None = None,
+              margin: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair Bradley–Terry losses (B,) from scalar rewards (B,).
+
+    - hard labels: -log σ(r_c - r_r - m), the margin m (TRL's `margin` column) 0 when absent;
+    - soft labels `p_chosen` (the judge's P(chosen is better)): the cross-entropy of σ(r_c - r_r)
+      against that target, -(p log σ(Δ) + (1-p) log σ(-Δ)); it is minimal where σ(Δ) = p, so a
+      pair the judge called 0.6 teaches a small gap, not an infinite one. A margin shifts Δ in both."""
+    delta = r_chosen.float() - r_rejected.float()
+    if margin is not None:
+        delta = delta - margin.to(delta.dtype)
+    if p_chosen is None:
+        return -F.logsigmoid(delta)
+    p = p_chosen.to(delta.dtype)
+    return -(p * F.logsigmoid(delta) + (1 - p) * F.logsigmoid(-delta))
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Per-row cross-entropy (B,) of class logits (B, K) against a target distribution (B, K)
+    (a judge's probabilities over the scale); with one-hot targets it is F.cross_entropy."""
+    return -(target_probs.to(torch.float32) * logits.float().log_softmax(-1)).sum(-1)
+
+
+def expected_value(probs: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Σ_k p_k · point_k per row: the expected score of a distribution over the scale points."""
+    return (probs.float() * points.to(torch.float32)).sum(-1)
+
+
+def ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 10) -> float:
+    """Expected calibration error: |accuracy - confidence| per equal-width confidence bin, weighted
+    by the bin's share of rows. `confidence` in [0, 1]: the probability the model gave to what it
+    predicted; `correct`: whether that prediction was right."""
+    conf, ok = confidence.float().flatten(), correct.float().flatten()
+    if conf.numel() == 0:
+        return math.nan
+    bins = torch.clamp((conf * n_bins).long(), max=n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += float(sel.float().mean()) * abs(float(ok[sel].mean()) - float(conf[sel].mean()))
+    return total

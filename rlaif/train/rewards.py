@@ -10,6 +10,8 @@ Specs on the command line (`--reward`, repeatable):
 - `rubric:NAME` or `rubric:NAME@provider/model`: the rubric's absolute score from that judge
   (default local/default), through the judge engine (concurrent, any backend; unparseable
   verdicts give None with their reason code counted).
+- `rm:PATH`: a reward model trained with `rlaif train rm` (rm_reward.py: batched, with an optional
+  LLM-judge fallback band and drift watch).
 - `package.module:function`, or `path/to/file.py:function` (`:reward` if omitted).
 """
 from __future__ import annotations
@@ -75,6 +77,9 @@ def load_reward(spec, judge_backends: dict | None = None):
         return spec
     if not isinstance(spec, str) or not spec:
         raise RlaifError(f"--reward: expected 'rubric:NAME[@judge]' or 'module:function', got {spec!r}")
+    if spec.startswith("rm:"):          # a trained reward model (rlaif train rm), in-process and batched
+        # named, not imported: rm_reward builds on this module (its fallback judge is a reward from here)
+        return importlib.import_module("rlaif.train.rm_reward").RMReward(spec[len("rm:"):])
     if spec.startswith("rubric:"):
         name, _, judge = spec[len("rubric:"):].partition("@")
         if not name:

@@ -62,5 +62,5 @@ def train_sft(data, cfg: SFTConfig | None = None, *, model=None, tokenizer=None,
         return loss, {"confident_tokens": acc}
 
     history = run.train_loop(micro_step, SFT_KEYS)
-    return run.finish({"demos": len(examples), "dropped": dropped, "source": stats,
+    return run.finish({"data": rows.path, "demos": len(examples), "dropped": dropped, "source": stats,
                        "final": history[-1] if history else {}})

@@ -1,0 +1,274 @@
+"""A reward model: LoRA on any causal LM plus a small linear head, saved as one peft adapter.
+
+Why this shape: `AutoModelForSequenceClassification` gives every decoder architecture transformers
+knows (Llama, Qwen, Mistral, Gemma, ...) a `score` layer on the hidden state; peft's SEQ_CLS task saves
+that layer beside the LoRA weights (`modules_to_save`), so the adapter folder holds everything that
+was trained, and checkpoints and exact resume work through the trainer core unchanged. The head reads
+the hidden state of the last attended token (the end of the rendered prompt + response), the same
+position TRL's RewardTrainer scores.
+
+Three kinds of head, recorded in `reward_model.json` next to the adapter:
+- `bt`: one scalar reward (Bradley–Terry pairs); only differences mean something;
+- `regression`: one number, the rubric score rescaled to [-1, 1] (pointwise, expected score);
+- `classes`: one logit per scale point (categorical labels, or the judge's distribution over the scale).
+
+`RewardModel` loads one for inference and scores (prompt, response) rows in padded batches;
+`scale_score` / `class_probs` map its outputs onto a rubric's scale (pure functions, tested).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlaif.errors import RlaifError
+
+CARD_FILE = "reward_model.json"
+FORMAT = "rlaif-reward-model"
+KINDS = ("bt", "regression", "classes")
+
+
+@dataclass
+class RMInfo:
+    """What `reward_model.json` records: enough to load the model and map its outputs to a rubric."""
+
+    kind: str                       # bt | regression | classes
+    num_labels: int
+    rubric: str | None              # the rubric whose scale the outputs live on (None: bt without one)
+    points: list[int] | None        # scale points (classes / regression)
+    base_model: str
+    max_length: int | None = 512
+    labels: dict | None = None      # the rubric's label map, for categorical models
+    metrics: dict | None = None     # held-out metrics at the end of training
+    data: str | None = None
+    mode: str | None = None         # pairwise | pointwise | categorical
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {"format": FORMAT, "version": 1, **asdict(self)}
+
+
+def adapter_dir(path: str | Path) -> Path:
+    """OUT (a `train rm` output folder) or OUT/adapter -> the folder holding the adapter and card."""
+    p = Path(path)
+    if (p / CARD_FILE).exists():
+        return p
+    if (p / "adapter" / CARD_FILE).exists():
+        return p / "adapter"
+    if not p.exists():
+        raise RlaifError(f"rm/{path}: no such folder")
+    raise RlaifError(f"rm/{path}: not a reward model (no {CARD_FILE} in {p} or {p / 'adapter'}; "
+                     "train one with `rlaif train rm DATA -o OUT`)")
+
+
+def read_info(path: str | Path) -> RMInfo:
+    d = adapter_dir(path)
+    f = d / CARD_FILE
+    try:
+        raw = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RlaifError(f"{f}: unreadable reward-model card ({e})") from e
+    if raw.get("format") != FORMAT:
+        raise RlaifError(f"{f}: field 'format': expected '{FORMAT}', got {raw.get('format')!r}")
+    if raw.get("kind") not in KINDS:
+        raise RlaifError(f"{f}: field 'kind': expected one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
+    fields = {k: raw.get(k) for k in RMInfo.__dataclass_fields__ if k in raw}
+    return RMInfo(**fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs -> a rubric's scale (pure)
+# ---------------------------------------------------------------------------------------------
+def regression_target(score: float, lo: float, hi: float) -> float:
+    """A score on [lo, hi] rescaled to [-1, 1] (what the regression head learns; 0 = mid-scale,
+    so a zero-initialised head starts at the middle of the scale)."""
+    return 0.0 if hi == lo else 2.0 * (score - lo) / (hi - lo) - 1.0
+
+
+def scale_score(kind: str, outputs: list[float], lo: float, hi: float) -> float:
+    """One row's outputs -> a score on [lo, hi].
+    - regression: the inverse of regression_target, clipped to the scale;
+    - bt: lo + (hi - lo)·σ(r): a monotone map of the reward (its absolute level is arbitrary; the
+      mid-scale is r = 0);
+    - classes: the expected score over the scale points lo..hi."""
+    if kind == "regression":
+        return min(hi, max(lo, lo + (outputs[0] + 1.0) * (hi - lo) / 2.0))
+    if kind == "bt":
+        return lo + (hi - lo) / (1.0 + math.exp(-outputs[0]))
+    probs = class_probs(outputs)
+    points = [lo + (hi - lo) * k / max(1, len(probs) - 1) for k in range(len(probs))]
+    return sum(p * x for p, x in zip(probs, points))
+
+
+def class_probs(logits: list[float]) -> list[float]:
+    m = max(logits)
+    e = [math.exp(x - m) for x in logits]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def preference(r_a: float, r_b: float) -> float:
+    """P(A is better) = σ(r_A − r_B): position-free by construction."""
+    return 1.0 / (1.0 + math.exp(-(r_a - r_b)))
+
+
+def reward_value(kind: str, outputs: list[float], points: list[int] | None) -> float:
+    """The scalar a GRPO reward / pairwise comparison uses: the raw reward (bt), the rescaled score
+    (regression), the expected scale point (classes)."""
+    if kind == "classes":
+        pts = points or list(range(len(outputs)))
+        return sum(p * x for p, x in zip(class_probs(outputs), pts))
+    return float(outputs[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The module (training and inference)
+# ---------------------------------------------------------------------------------------------
+def last_token_index(attention_mask):
+    """Index of the last attended token of each row (right or left padding)."""
+    import torch
+
+    pos = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    return (pos * attention_mask.long()).argmax(-1)
+
+
+def make_reward_module():
+    import torch
+
+    class RewardModule(torch.nn.Module):
+        """The peft SEQ_CLS model -> head outputs (B, K) at each row's last attended token. A module
+        (not a function) so accelerate / DDP / FSDP wrap the call that owns the parameters."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def _base(self):
+            return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+        def features(self, input_ids, attention_mask):
+            """The pooled hidden state (B, H) the head reads."""
+            base = self._base()
+            backbone = getattr(base, base.base_model_prefix)
+            h = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            return h[torch.arange(h.size(0), device=h.device), last_token_index(attention_mask)]
+
+        def forward(self, input_ids=None, attention_mask=None, features=None):
+            """Head outputs (B, K); `features` (precomputed pooled states, --probe) skip the backbone."""
+            pooled = self.features(input_ids, attention_mask) if features is None else features
+            head = head_of(self._base())
+            return head(pooled.to(head.weight.dtype if hasattr(head, "weight") else pooled.dtype)).float()
+
+    return RewardModule
+
+
+def head_of(base):
+    head = getattr(base, "score", None)
+    if head is None:
+        head = getattr(base, "classifier", None)
+    if head is None:
+        raise RlaifError(f"{type(base).__name__} has no `score` head; "
+                         "load the base with AutoModelForSequenceClassification")
+    return head
+
+
+def load_seq_cls(model_name: str, num_labels: int, device=None, dtype=None):
+    """The base causal LM as a sequence classifier with `num_labels` outputs (its head new, zeroed)
+    and its tokenizer (pad token set)."""
+    import logging
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rlaif.models import resolve_model_path
+
+    path = resolve_model_path(model_name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise RlaifError(f"cannot load the tokenizer of model '{model_name}': {e}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    log = logging.getLogger("transformers.modeling_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)       # "score.weight newly initialized": expected, it is the head we train
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=dtype)
+    except ValueError as e:
+        raise RlaifError(f"model '{model_name}' has no sequence-classification form in transformers: {e}") from e
+    finally:
+        log.setLevel(level)
+    model.config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        head_of(model).weight.zero_()
+    if device is not None:
+        model.to(device)
+    return model, tok
+
+
+def encode_row(tok, prompt, response, max_length: int | None):
+    """Token ids of prompt + response as the model would see the conversation. Over max_length the
+    response keeps its start and at least half of the budget; the prompt keeps its start."""
+    from rlaif.train.data import encode
+
+    p, (c,) = encode(tok, prompt, [response])
+    return join_truncated(p, c, max_length)
+
+
+def join_truncated(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> list[int]:
+    """prompt + completion within max_length: the completion keeps its start and at least half of
+    the budget (what it says first decides most verdicts), the prompt keeps its start."""
+    p, c = prompt_ids, completion_ids
+    if max_length is not None and len(p) + len(c) > max_length:
+        keep_c = min(len(c), max(max_length // 2, max_length - len(p)))
+        p, c = p[:max_length - keep_c], c[:keep_c]
+    return p + c
+
+
+class RewardModel:
+    """A trained reward model for inference: `outputs(prompts, responses)` -> [[head outputs], ...]
+    in padded batches under no_grad."""
+
+    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 16, model=None, tokenizer=None):
+        import torch
+
+        self.dir = adapter_dir(path)
+        self.info = read_info(self.dir)
+        self.batch_size = batch_size
+        if model is None:
+            from peft import PeftModel
+
+            dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            base, tok = load_seq_cls(self.info.base_model, self.info.num_labels, device=dev)
+            try:
+                model = PeftModel.from_pretrained(base, str(self.dir))
+            except (OSError, ValueError, KeyError) as e:
+                raise RlaifError(f"{self.dir}: cannot load the reward-model adapter: {e}") from e
+            tokenizer = tok
+        model.eval()
+        self.model, self.tok = model, tokenizer
+        self.module = make_reward_module()(model)
+        self.device = next(model.parameters()).device
+
+    def outputs(self, prompts: list, responses: list) -> list[list[float]]:
+        import torch
+
+        from rlaif.train.data import pad_id_of, pad_right
+
+        seqs = [encode_row(self.tok, p, r, self.info.max_length) for p, r in zip(prompts, responses)]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))     # similar lengths share a batch
+        out: list[list[float] | None] = [None] * len(seqs)
+        pad = pad_id_of(self.tok)
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s:s + self.batch_size]
+                ids = pad_right([seqs[i] for i in idx], pad).to(self.device)
+                attn = pad_right([[1] * len(seqs[i]) for i in idx], 0).to(self.device)
+                for i, row in zip(idx, self.module(ids, attn).tolist()):
+                    out[i] = row
+        return out  # type: ignore[return-value]
+
+    def rewards(self, prompts: list, responses: list) -> list[float]:
+        return [reward_value(self.info.kind, o, self.info.points) for o in self.outputs(prompts, responses)]
