@@ -115,6 +115,7 @@ COMMANDS: dict[str, Cmd] = {
                      bom="model"),
     "train grpo": Cmd(lambda F, O: ["train", "grpo", F.p("prompts.jsonl"), "--reward", "rubric:helpfulness@fake/hash",
                                     "-o", O], "jsonl", "prompts.jsonl", bom="model"),
+    "train rm": Cmd(lambda F, O: ["train", "rm", F.p("prefs.jsonl"), "-o", O], "jsonl", "prefs.jsonl", bom="model"),
     "export": Cmd(lambda F, O: ["export", "-a", F.p("adapter"), "-o", O], "dir", "adapter", bom="skip"),
     "export rl-data": Cmd(lambda F, O: ["export", "rl-data", F.p("prompts.jsonl"), "-o", O], "jsonl",
                           "prompts.jsonl", bom="skip"),
@@ -194,6 +195,7 @@ def guard(monkeypatch):
     import transformers
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_model)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_model)
     monkeypatch.setattr("rlaif.models.load_model", no_model)
     monkeypatch.setattr("rlaif.serve.serve_reward", no_model)       # a server that starts never returns
     return sent
@@ -253,6 +255,7 @@ NO_DUPLICATE_CHECK = {
     "train dpo": "preference pairs carry no ids",
     "train sft": "SFT rows carry no ids",
     "train grpo": "prompts are sampled afresh each step; ids are not keys",
+    "train rm": "preference pairs carry no ids",
     "eval": "held-out prompts are keyed by position",
     "export rl-data": "rows are written in order; verl keys by index",
     "rubric test": "gold items are keyed by position",
@@ -281,7 +284,20 @@ def cases():
             yield name, "missing-field"
 
 
-@pytest.mark.parametrize("name,bad", list(cases()), ids=[f"{n}-{b}" for n, b in cases()])
+# Known gaps, each a strict xfail so the table says when one is fixed.
+KNOWN_GAPS = {
+    ("train rm", "missing-field"): "train rm checks its rows after loading the model (rlaif/train/rm.py)",
+}
+
+
+def marked_cases():
+    for name, bad in cases():
+        gap = KNOWN_GAPS.get((name, bad))
+        yield pytest.param(name, bad, id=f"{name}-{bad}",
+                           marks=[pytest.mark.xfail(strict=True, reason=gap)] if gap else [])
+
+
+@pytest.mark.parametrize("name,bad", list(marked_cases()))
 def test_bad_input_is_refused_in_one_line(name, bad, files, tmp_path, capsys, guard):
     cmd = {**COMMANDS, **EXTRA_INPUTS}[name]
     out = tmp_path / "out" / "result"
@@ -347,7 +363,7 @@ BAD_OPTIONS = {
     "--min-margin": "-1", "--max-length-ratio": "0", "--inconsistent-weight": "-1", "-G": "0",
     "--max-completion-length": "0", "--temperature": "-1", "--top-p": "0", "--show": "-1", "--port": "70000",
     "--num-iterations": "0", "--warmup-steps": "-1", "--max-length": "0", "--lora-alpha": "0",
-    "--lora-dropout": "1", "--save-total-limit": "0", "--n-resamples": "0", "--capability-max-new-tokens": "0",
+    "--lora-dropout": "2", "--save-total-limit": "0", "--n-resamples": "0", "--capability-max-new-tokens": "0",
     "--batch-poll": "-1", "--label-smoothing": "2",
 }
 

@@ -24,8 +24,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-# ConfigErrors about options (not about a file): their problems are named by field, shown as flags.
-OPTION_SOURCES = ("options", "training options")
 # Option fields whose CLI flag is not `--` + the field name with dashes.
 ALIASES = {"learning_rate": "--lr", "output_dir": "--output", "lora.r": "--lora-r", "lora.alpha": "--lora-alpha",
            "lora.dropout": "--lora-dropout", "n_boot": "--bootstrap", "rubrics_dirs": "--rubrics-dir",
@@ -79,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as e:
         command = getattr(args, "command_parser", None)
-        stderr(f"error: {as_flags(e, command) if e.source in OPTION_SOURCES else e}")
+        options = isinstance(e.source, str) and e.source.endswith("options")
+        stderr(f"error: {as_flags(e, command) if options else e}")
         return 2
     except RlaifError as e:
         stderr(f"error: {e}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 
 from rlaif.errors import ConfigError, Problem
 
@@ -29,6 +30,7 @@ BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     "max_length": (2, True, None, "tokens per prompt+completion"),
     "save_steps": (0, True, None, "checkpoint interval (0: only at the end)"),
     "log_every": (1, True, None, "log interval"),
+    "save_total_limit": (1, True, None, "checkpoints kept (None: all)"),
     "epochs": (0, False, None, "passes over the data"),
     # DPO
     "beta": (0, True, None, "KL / preference strength"),
@@ -73,6 +75,9 @@ def config_problems(cfg, prefix: str = "") -> list[Problem]:
 def check_config(cfg) -> None:
     """Raise one ConfigError listing every out-of-bounds option of `cfg`."""
     problems = config_problems(cfg)
+    out = getattr(cfg, "output_dir", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():     # e.g. -o the data file (15.6)
+        problems.append(Problem("output_dir", f"{out} is a file; give a folder to write the adapter in"))
     if problems:
         raise ConfigError(problems, source="training options")
 
