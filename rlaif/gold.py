@@ -448,7 +448,7 @@ RESULT_GOLD_FIELDS = ("path", "sha256", "mode")
 def check_result(obj: dict, path: str) -> None:
     """InputError naming the first missing field of a rubric-test result (issue 15.16: a result with
     missing fields crashed `rlaif report` with a KeyError)."""
-    hint = "; is this a complete `rlaif rubric test -o` result?"
+    hint = " from this rubric-test result (make one with `rlaif rubric test ... -o RESULT.json`)"
     for name in RESULT_FIELDS:
         if name not in obj:
             raise InputError(path, None, name, "missing" + hint)

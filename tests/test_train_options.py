@@ -28,7 +28,7 @@ def test_out_of_range_options_are_one_clear_error(tmp_path, capsys, flag, value,
     out = tmp_path / "o"
     assert main(["train", "dpo", str(data), flag, value, "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"{field}: " in err and "out of range" in err and "Traceback" not in err
+    assert f"{flag}: " in err and "out of range" in err and "Traceback" not in err
     assert not out.exists()
 
 
