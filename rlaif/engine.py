@@ -459,7 +459,8 @@ class Engine:
                 e.requests += 1
                 e.cached += 1
             return hit
-        if key in self._dry_seen or any(_messages_hash(messages[:k]) in self._dry_seen for k in range(1, len(messages))):
+        if key in self._dry_seen or any(_messages_hash(messages[:k]) in self._dry_seen
+                                        for k in range(1, len(messages))):
             return Completion(text="", usage=Usage())
         self._dry_seen.add(key)
         self._dry_seen.add(_messages_hash(messages))

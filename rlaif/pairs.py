@@ -255,7 +255,9 @@ def prompt_messages(row: dict) -> list[dict]:
     if isinstance(row.get("messages"), list):
         return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     p = row["prompt"]
-    return [{"role": m["role"], "content": m["content"]} for m in p] if isinstance(p, list) else [{"role": "user", "content": p}]
+    if isinstance(p, list):
+        return [{"role": m["role"], "content": m["content"]} for m in p]
+    return [{"role": "user", "content": p}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +323,8 @@ def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Ran
     drops.update(why)                         # counted for every policy: these pairs failed a filter
     if not admissible:
         return [], ("below_margin" if why["below_margin"] and not why["length_ratio"] else
-                    "length_ratio" if why["length_ratio"] and not why["below_margin"] else "below_margin_or_length_ratio")
+                    "length_ratio" if why["length_ratio"] and not why["below_margin"] else
+                    "below_margin_or_length_ratio")
     if opts.policy == "all_pairs":
         return admissible, None
     if opts.policy == "best_vs_worst":
@@ -402,8 +405,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
                 continue
             scores = row.get("scores") or [-(row["ranking"].index(k)) for k in range(len(row["responses"]))]
             models = row.get("models") or [None] * len(row["responses"])
-            cands = [Cand(id=f"{pid}-{k}", text=t, score=float(s), probs=None, model=models[k] if k < len(models) else None,
-                          judges=[row.get("judge") or "?"], rubrics=[row.get("rubric") or "?"])
+            cands = [Cand(id=f"{pid}-{k}", text=t, score=float(s), probs=None,
+                          model=models[k] if k < len(models) else None, judges=[row.get("judge") or "?"],
+                          rubrics=[row.get("rubric") or "?"])
                      for k, (t, s) in enumerate(zip(row["responses"], scores))]
             p_table = {(o["a"], o["b"]): o["p_a"] for o in (row.get("orders") or []) if {"a", "b", "p_a"} <= set(o)}
             chosen, reason = _select(cands, opts, margin, random.Random(f"{opts.seed}:{pid}"), drops)
@@ -441,8 +445,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
             if not length_ok(row["response_a"], row["response_b"], opts.max_length_ratio):
                 no_pair["length_ratio"] += 1
                 continue
-            a = Cand(f"{pid}-a", row["response_a"], None, None, row.get("model_a"), [row.get("judge") or "?"], [row.get("rubric") or "?"])
-            b = Cand(f"{pid}-b", row["response_b"], None, None, row.get("model_b"), [row.get("judge") or "?"], [row.get("rubric") or "?"])
+            by = ([row.get("judge") or "?"], [row.get("rubric") or "?"])
+            a = Cand(f"{pid}-a", row["response_a"], None, None, row.get("model_a"), list(by[0]), list(by[1]))
+            b = Cand(f"{pid}-b", row["response_b"], None, None, row.get("model_b"), list(by[0]), list(by[1]))
             c, r, p = (a, b, p_a) if p_a > 0.5 else (b, a, 1 - p_a)
             pairs.append(_pair_row(prompt_messages(row), c, r, pid=pid, mode=mode, p_chosen=p,
                                    consistent=consistent, weight=weight_of(consistent)))
@@ -462,7 +467,8 @@ def compute_stats(rows, mode, pairs, opts, margin, *, n_prompts, unscored, no_pa
     lr = [len(p["rejected"][0]["content"]) for p in pairs]
     checked = [r["consistent"] for r in rows if not r.get("error") and r.get("consistent") is not None]
     pair_checked = [p["consistent"] for p in pairs if p["consistent"] is not None]
-    judges = sorted({j for p in pairs for j in p["judge"].split(",")} | {r.get("judge") for r in rows if r.get("judge")})
+    judges = sorted({j for p in pairs for j in p["judge"].split(",")}
+                    | {r["judge"] for r in rows if r.get("judge")})
     rubrics = sorted({r.get("rubric") for r in rows if r.get("rubric")})
     samplers = sorted({r.get("model") for r in rows if r.get("model")} |
                       {m for r in rows for m in (r.get("model_a"), r.get("model_b")) if m})
@@ -485,12 +491,14 @@ def compute_stats(rows, mode, pairs, opts, margin, *, n_prompts, unscored, no_pa
                    # pairwise: several rows (pair ids) can share one prompt, so count prompts by content
                    "prompts_with_pairs": len({json.dumps(p["prompt"], sort_keys=True) if mode == "pairwise"
                                               else p["prompt_id"] for p in pairs}), "pairs": len(pairs)},
-        "dropped": {"unscored_rows": dict(sorted(unscored.items())), "prompts_without_pair": dict(sorted(no_pair.items())),
+        "dropped": {"unscored_rows": dict(sorted(unscored.items())),
+                    "prompts_without_pair": dict(sorted(no_pair.items())),
                     "candidate_pairs": dict(sorted(drops.items()))},
         "scores": {"chosen": describe([p["score_chosen"] for p in pairs if p["score_chosen"] is not None]),
                    "rejected": describe([p["score_rejected"] for p in pairs if p["score_rejected"] is not None]),
                    "margin": describe([p["margin"] for p in pairs if p["margin"] is not None]),
-                   "p_chosen_mean": (statistics.fmean(v) if (v := [p["p_chosen"] for p in pairs if p["p_chosen"] is not None]) else None)},
+                   "p_chosen_mean": (statistics.fmean(v) if (v := [p["p_chosen"] for p in pairs
+                                                                   if p["p_chosen"] is not None]) else None)},
         "position_consistency": {"checked": len(checked), "consistent": sum(map(bool, checked)),
                                  "rate": (sum(map(bool, checked)) / len(checked)) if checked else None,
                                  "pairs_checked": len(pair_checked),
@@ -512,7 +520,8 @@ def bias_audit(rows, pairs, checked, length_corr, judges, samplers) -> dict:
     judge_fams = {model_family(j) for j in judges}
     sampler_fams = {model_family(s) for s in samplers}
     # self-preference: in pairs where exactly one side comes from the judge's family, how often it wins
-    mixed = [p for p in pairs if (model_family(p["model_chosen"]) in judge_fams) != (model_family(p["model_rejected"]) in judge_fams)
+    mixed = [p for p in pairs
+             if (model_family(p["model_chosen"]) in judge_fams) != (model_family(p["model_rejected"]) in judge_fams)
              and p["model_chosen"] and p["model_rejected"]]
     own_wins = sum(model_family(p["model_chosen"]) in judge_fams for p in mixed)
     same = sorted(judge_fams & sampler_fams)
@@ -532,7 +541,8 @@ def bias_audit(rows, pairs, checked, length_corr, judges, samplers) -> dict:
         "length_gap_mean_chars": statistics.fmean(a - b for a, b in zip(lc, lr)) if n else None,
         "chosen_longer_rate": (sum(a > b for a, b in zip(lc, lr)) / n) if n else None,
         "score_length_spearman": length_corr,
-        "self_preference": {"judge_families": sorted(f for f in judge_fams if f), "sampler_families": sorted(f for f in sampler_fams if f),
+        "self_preference": {"judge_families": sorted(f for f in judge_fams if f),
+                            "sampler_families": sorted(f for f in sampler_fams if f),
                             "same_family": bool(same), "mixed_pairs": len(mixed),
                             "own_family_win_rate": (own_wins / len(mixed)) if mixed else None, "note": note},
     }
@@ -542,7 +552,8 @@ def render_audit(stats: dict) -> str:
     b = stats["bias"]
     f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
     lines = ["bias audit:",
-             f"  position flip rate: {f(b['position_flip_rate'], '.1%')} of {b['position_checked']} order-checked verdicts"
+             f"  position flip rate: {f(b['position_flip_rate'], '.1%')} of {b['position_checked']} "
+             "order-checked verdicts"
              + ("" if b["position_checked"] else " (absolute judging shows one response at a time)"),
              f"  length gap chosen - rejected: {f(b['length_gap_mean_chars'], '+.1f')} chars; chosen longer in "
              f"{f(b['chosen_longer_rate'], '.0%')} of pairs",
@@ -588,7 +599,8 @@ def render_card(stats: dict, meta: dict) -> str:
                           stats["length"], stats["bias"])
     prov = stats["provenance"]
     lines = ["---", "tags:", "- rlaif", "- dpo", "- preference", "- synthetic", "task_categories:", "- text-generation",
-             "size_categories:", f"- {'n<1K' if c['pairs'] < 1000 else '1K<n<10K' if c['pairs'] < 10000 else '10K<n<100K'}",
+             "size_categories:",
+             f"- {'n<1K' if c['pairs'] < 1000 else '1K<n<10K' if c['pairs'] < 10000 else '10K<n<100K'}",
              "---", "", f"# {meta.get('name') or 'Preference dataset'} (built with rlaif)", "",
              "AI-judged preference pairs in TRL's conversational format (`prompt`, `chosen`, `rejected` as message "
              "lists), built by `rlaif pairs`. Numbers below are computed from the rows of this dataset and the "
@@ -622,17 +634,21 @@ def render_card(stats: dict, meta: dict) -> str:
     for k in ("chosen", "rejected", "margin"):
         v = s[k]
         lines.append(f"| {k} | {v['n']} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['min'])} | {_fmt(v['max'])} | "
-                     f"{' '.join(f'{h}:{n}' for h, n in v['histogram'].items())} |" if v else f"| {k} | 0 | n/a | | | | |")
+                     f"{' '.join(f'{h}:{n}' for h, n in v['histogram'].items())} |"
+                     if v else f"| {k} | 0 | n/a | | | | |")
     lines += ["", f"- mean soft label p_chosen: {_fmt(s['p_chosen_mean'])}",
-              f"- position consistency: {_fmt(pc['rate'])} ({pc['consistent']} of {pc['checked']} order-checked judged rows)"
+              f"- position consistency: {_fmt(pc['rate'])} ({pc['consistent']} of {pc['checked']} "
+              "order-checked judged rows)"
               + ("" if pc["checked"] else " — not applicable: absolute judging shows one response at a time"),
               f"- mean chosen length: {_fmt(ln['chosen_mean_chars'], 1)} chars; mean rejected length: "
               f"{_fmt(ln['rejected_mean_chars'], 1)} chars", "",
               "## Bias audit", "",
-              f"- position flip rate: {_fmt(b['position_flip_rate'])} (of {b['position_checked']} order-checked verdicts)",
+              f"- position flip rate: {_fmt(b['position_flip_rate'])} (of {b['position_checked']} "
+              "order-checked verdicts)",
               f"- length gap (chosen − rejected): {_fmt(b['length_gap_mean_chars'], 1)} chars; chosen is longer in "
               f"{_fmt(b['chosen_longer_rate'])} of pairs",
-              f"- Spearman correlation of score and length over all scored candidates: {_fmt(b['score_length_spearman'])}",
+              "- Spearman correlation of score and length over all scored candidates: "
+              f"{_fmt(b['score_length_spearman'])}",
               f"- self-preference: {b['self_preference']['note']}", "",
               "## Columns", "",
               "- `prompt`, `chosen`, `rejected`: message lists (TRL conversational preference format)",
@@ -646,7 +662,8 @@ def render_card(stats: dict, meta: dict) -> str:
               "`model_rejected`, `mode`: provenance", "",
               "## Use", "", "```python", "from datasets import load_from_disk",
               f"ds = load_from_disk({str(meta.get('dir', '.'))!r})",
-              "# trl.DPOTrainer(model=..., args=DPOConfig(...), train_dataset=ds, processing_class=tokenizer)", "```", ""]
+              "# trl.DPOTrainer(model=..., args=DPOConfig(...), train_dataset=ds, processing_class=tokenizer)",
+              "```", ""]
     return "\n".join(lines)
 
 
@@ -719,7 +736,8 @@ def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, format
                 raise RlaifError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
         meta = dict(meta, dir=str(out))
         (tmp / "README.md").write_text(render_card(stats, meta), encoding="utf-8")
-        (tmp / STATS_FILE).write_text(json.dumps({**stats, "meta": meta}, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / STATS_FILE).write_text(json.dumps({**stats, "meta": meta}, indent=2, ensure_ascii=False),
+                                      encoding="utf-8")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

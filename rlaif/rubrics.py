@@ -100,7 +100,8 @@ class Rubric(BaseModel):
     # (e.g. over-refusal: full_refusal -> 1 ... full_compliance -> 3).
     labels: dict[str, int] | None = None
     examples: list[Example] = Field(default_factory=list)
-    templates: dict[Mode, str] = Field(default_factory=lambda: {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"})
+    templates: dict[Mode, str] = Field(default_factory=lambda: {"absolute": "absolute.j2", "pairwise": "pairwise.j2",
+                                                                "rank": "rank.j2"})
 
     # set by load_rubric, not by the author
     source: str | None = Field(default=None, exclude=True)
@@ -175,7 +176,8 @@ def _problems_from_validation(err: ValidationError, source: str) -> list[Problem
         msg = e["msg"].removeprefix("Value error, ")
         # model-level validators pack several problems into one message
         for part in msg.split("; "):
-            if ": " in part and part.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum() and loc == "(top level)":
+            if (": " in part and part.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum()
+                    and loc == "(top level)"):
                 where, what = part.split(": ", 1)
                 out.append(Problem(f"{source}: {where}", what))
             else:
@@ -195,12 +197,14 @@ def find_rubric(name: str, extra_dirs: list[str | Path] | None = None) -> Path:
             if (d / f"{name}{ext}").exists():
                 return d / f"{name}{ext}"
     known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.y*ml")})
-    raise RubricError([Problem(name, f"unknown rubric; known: {', '.join(known)} (searched {', '.join(map(str, dirs))})")],
+    raise RubricError([Problem(name, f"unknown rubric; known: {', '.join(known)} "
+                                     f"(searched {', '.join(map(str, dirs))})")],
                       source=name)
 
 
 def list_rubrics(extra_dirs: list[str | Path] | None = None) -> list[str]:
-    return sorted({f.stem for d in templates.search_path("rubrics", extra_dirs) if d.is_dir() for f in d.glob("*.y*ml")})
+    return sorted({f.stem for d in templates.search_path("rubrics", extra_dirs) if d.is_dir()
+                   for f in d.glob("*.y*ml")})
 
 
 def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None = None) -> Rubric:
@@ -211,7 +215,8 @@ def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None 
         where = f"{source}:{e.line}" if e.line else source
         raise RubricError([Problem(where, str(e).split(": ", 1)[1] if e.line else str(e))], source=source) from None
     if not isinstance(data, dict):
-        raise RubricError([Problem(source, "a rubric must be a YAML mapping (name:, description:, scale:, criteria:)")], source=source)
+        raise RubricError([Problem(source, "a rubric must be a YAML mapping (name:, description:, scale:, criteria:)")],
+                          source=source)
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as e:
@@ -309,10 +314,11 @@ def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
             continue
         allowed = COMMON_VARS | ROW_VARS[mode]
         for var in sorted(used - allowed):
-            problems.append(Problem(where, f"template reads '{var}', which neither the rubric nor a {mode} row supplies "
-                                           f"(available: {', '.join(sorted(allowed))})"))
+            problems.append(Problem(where, f"template reads '{var}', which neither the rubric nor a {mode} row "
+                                           f"supplies (available: {', '.join(sorted(allowed))})"))
         if rubric.reference != "none" and "reference" not in used:
-            problems.append(Problem(where, f"rubric sets reference: {rubric.reference} but the template never shows it"))
+            problems.append(Problem(where, f"rubric sets reference: {rubric.reference} "
+                                           "but the template never shows it"))
         for generative in (False, True):
             try:
                 build_messages(rubric, mode, sample_row(rubric, mode), generative=generative,

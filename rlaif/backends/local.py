@@ -72,7 +72,8 @@ class LocalBackend:
                 try:
                     self._model, self._tok = load_model(self.model_name, device=self.device, dtype=self.dtype)
                 except OSError as e:
-                    raise BackendError(f"cannot load local model '{self.model_name}': {e}", code="model_not_found") from e
+                    raise BackendError(f"cannot load local model '{self.model_name}': {e}",
+                                       code="model_not_found") from e
             tok = self._tok
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
@@ -125,7 +126,8 @@ class LocalBackend:
                     stop.set()
                     raise
                 except BaseException as e:  # noqa: BLE001 - delivered to each waiting caller
-                    err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}", code="backend_error")
+                    err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}",
+                                                                             code="backend_error")
                     for p in group:
                         if not p.future.done():
                             p.future.set_exception(err)
@@ -353,8 +355,8 @@ class _SeededSampler:
 
         self.temperature, self.top_p = temperature, top_p
         # A request without a seed gets a fresh random one: unseeded means not reproducible, as asked.
-        self.gens = [torch.Generator(device=device).manual_seed(s if s is not None else random.SystemRandom().randrange(2**63))
-                     for s in seeds]
+        self.gens = [torch.Generator(device=device)
+                     .manual_seed(s if s is not None else random.SystemRandom().randrange(2**63)) for s in seeds]
 
     def __call__(self, input_ids, scores):
         import torch

@@ -190,7 +190,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
                 with run.accumulate(k), run.acc.autocast():
                     # dapo: normalise by the tokens of the whole accumulated batch (× grad_accum undoes
                     # run.backward's division), so every token weighs the same
-                    loss, lm = grpo_micro_loss(run, r, cfg, num_items=n_tokens / cfg.grad_accum if cfg.loss_type == "dapo" else None)
+                    num_items = n_tokens / cfg.grad_accum if cfg.loss_type == "dapo" else None
+                    loss, lm = grpo_micro_loss(run, r, cfg, num_items=num_items)
                     run.backward(loss)
                 run.tokens += int(r["seq"]["attention_mask"].sum())
                 parts.append(dict(r["metrics"], loss=loss.detach(), **lm))
@@ -208,9 +209,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     finally:
         run.stop_progress()
     return run.finish({"data": str(prompts) if isinstance(prompts, (str, os.PathLike)) else "<rows>",
-                       "prompts": len(rows), "final": history[-1] if history else {},
-                       "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
-                                                              for s in cfg.rewards]})
+                       "prompts": len(rows), "final": history[-1] if history else {}, "loss_type": cfg.loss_type,
+                       "rewards": [s if isinstance(s, str) else getattr(s, "__name__", "fn") for s in cfg.rewards]})
 
 
 def _configure_rm_rewards(reward_fns: list, cfg: GRPOConfig, device) -> None:

@@ -285,7 +285,9 @@ class Run:
         """LoRA, no dropout, gradient checkpointing (GPU), the log-prob wrapper. Accepts an
         already-built model (tests, benchmarks)."""
         disable_dropout(model)
-        gc = self.cfg.gradient_checkpointing if self.cfg.gradient_checkpointing is not None else self.device.type == "cuda"
+        gc = self.cfg.gradient_checkpointing
+        if gc is None:
+            gc = self.device.type == "cuda"
         if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
@@ -432,7 +434,8 @@ class Run:
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             if self._progress is not None:
-                info = "  ".join(f"{k.split('/')[-1] if k.count('/') else k} {metrics[k]:.4g}" for k in keys if k in metrics)
+                info = "  ".join(f"{k.split('/')[-1] if k.count('/') else k} {metrics[k]:.4g}"
+                                 for k in keys if k in metrics)
                 self._progress.update(self._task, completed=self.step, info=info)
                 if self.step % max(1, self.cfg.log_every) == 0:
                     self._progress.console.print(f"step {self.step:>5}  " + "  ".join(
@@ -446,7 +449,8 @@ class Run:
         p = self.out / "metrics.jsonl"
         if not p.exists():
             return
-        keep = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+        keep = [ln for ln in p.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= self.step]
         tmp = p.with_suffix(".tmp")
         tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
         os.replace(tmp, p)

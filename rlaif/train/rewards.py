@@ -125,7 +125,8 @@ def score(reward_fns: list, prompts: list, completions: list, columns: dict) -> 
         name = reward_name(fn)
         if not isinstance(values, (list, tuple)) or len(values) != len(completions):
             raise RlaifError(f"reward {name} returned {type(values).__name__} of length "
-                             f"{len(values) if hasattr(values, '__len__') else '?'}; expected a list of {len(completions)}")
+                             f"{len(values) if hasattr(values, '__len__') else '?'}; "
+                             f"expected a list of {len(completions)}")
         for i, v in enumerate(values):
             if v is None:
                 continue
