@@ -36,6 +36,7 @@ import shutil
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
@@ -149,9 +150,11 @@ def _mode_of(row: dict) -> str:
 
 
 def _check(row, path, line, mode) -> None:
-    need = {"absolute": {"prompt": (str, list), "response": str},
-            "pairwise": {"prompt": (str, list), "response_a": str, "response_b": str},
-            "rank": {"prompt": (str, list), "responses": list}}[mode]
+    needs: dict[str, dict[str, type | tuple[type, ...]]] = {
+        "absolute": {"prompt": (str, list), "response": str},
+        "pairwise": {"prompt": (str, list), "response_a": str, "response_b": str},
+        "rank": {"prompt": (str, list), "responses": list}}
+    need = needs[mode]
     for f, typ in need.items():
         if f not in row:
             raise InputError(path, line, f, f"missing (a judged {mode} row needs {', '.join(need)})")
@@ -180,7 +183,9 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         path, items = "<rows>", list(enumerate(source, 1))
     if not items:
         raise InputError(path, None, None, "no judged rows")
-    rows, lines, mode = [], [], None
+    rows: list[dict] = []
+    lines: list[int] = []
+    mode: str | None = None
     for n, row in items:
         if not isinstance(row, dict):
             raise InputError(path, n, None, f"expected a JSON object, got {type(row).__name__}")
@@ -192,6 +197,7 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         _check(row, path, n, m)
         rows.append(row)
         lines.append(n)
+    assert mode is not None  # items is not empty, so the first row set it
     if mode == "absolute":
         check_candidates(rows, lines, path)
     return rows, lines, mode, path
@@ -240,7 +246,9 @@ def check_candidates(rows: list[dict], lines: list[int], path: str) -> None:
             rubrics[key].add(str(row["rubric"]))
             where.setdefault(key, n)
     ordered = sorted(rubrics, key=where.__getitem__)
-    ka = ordered[0] if ordered else None
+    if not ordered:
+        return
+    ka = ordered[0]
     kb = next((k for k in ordered if rubrics[k] != rubrics[ka]), None)
     if kb is not None:
         a, b = rubrics[ka], rubrics[kb]
@@ -284,6 +292,12 @@ def _pair_row(prompt, c: Cand, r: Cand, *, pid, mode, p_chosen, consistent, weig
             "model_chosen": c.model, "model_rejected": r.model, "mode": mode}
 
 
+def _scored(c: Cand) -> float:
+    """The score of a candidate that the caller already kept among the scored ones."""
+    assert c.score is not None
+    return c.score
+
+
 def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Random, drops: Counter):
     """Ordered (chosen, rejected) candidate pairs for one prompt under the policy, or ([], reason)."""
     scored = [c for c in cands if c.score is not None]
@@ -296,25 +310,27 @@ def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Ran
         if len(same) > 1:
             drops["duplicate_response"] += len(same) - 1
             probs = None
-            if all(c.probs for c in same):
-                keys = set().union(*(c.probs for c in same))
-                probs = {k: statistics.fmean(c.probs.get(k, 0.0) for c in same) for k in keys}
-            first = Cand(first.id, first.text, statistics.fmean(c.score for c in same), probs, first.model,
+            all_probs = [c.probs for c in same if c.probs]
+            if len(all_probs) == len(same):
+                keys = set().union(*all_probs)
+                probs = {k: statistics.fmean(ps.get(k, 0.0) for ps in all_probs) for k in keys}
+            first = Cand(first.id, first.text, statistics.fmean(_scored(c) for c in same), probs, first.model,
                          first.judges, first.rubrics)
         distinct.append(first)
     if not scored:
         return [], "no_scored_candidate"
     if len(distinct) < 2:
         return [], ("identical_responses" if len(scored) > 1 else "one_scored_candidate")
-    if max(c.score for c in distinct) - min(c.score for c in distinct) <= TIE_EPS:
+    if max(_scored(c) for c in distinct) - min(_scored(c) for c in distinct) <= TIE_EPS:
         return [], "all_tied"
     # every ordered pair (better, worse) that clears the tie threshold, largest gap first
-    order = sorted(range(len(distinct)), key=lambda i: -distinct[i].score)     # stable: earlier candidate first
+    order = sorted(range(len(distinct)), key=lambda i: -_scored(distinct[i]))     # stable: earlier candidate first
     cand_pairs = [(distinct[i], distinct[j]) for a, i in enumerate(order) for j in order[a + 1:]
-                  if distinct[i].score - distinct[j].score > TIE_EPS]
-    admissible, why = [], Counter()
+                  if _scored(distinct[i]) - _scored(distinct[j]) > TIE_EPS]
+    admissible: list[tuple[Cand, Cand]] = []
+    why: Counter[str] = Counter()
     for c, r in cand_pairs:
-        if c.score - r.score < margin:
+        if _scored(c) - _scored(r) < margin:
             why["below_margin"] += 1
         elif not length_ok(c.text, r.text, opts.max_length_ratio):
             why["length_ratio"] += 1
@@ -328,7 +344,7 @@ def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Ran
     if opts.policy == "all_pairs":
         return admissible, None
     if opts.policy == "best_vs_worst":
-        return [max(admissible, key=lambda cr: cr[0].score - cr[1].score)], None
+        return [max(admissible, key=lambda cr: _scored(cr[0]) - _scored(cr[1]))], None
     best = distinct[order[0]]
     options = [cr for cr in admissible if cr[0] is best]
     if not options:
@@ -370,9 +386,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
     opts.check()
     margin = DEFAULT_MARGIN[mode] if opts.min_margin is None else opts.min_margin
     pairs: list[dict] = []
-    drops = Counter()            # candidate pairs / pairwise rows not used, by reason
-    unscored = Counter()         # input rows with a failed verdict, by reason code
-    no_pair = Counter()          # prompts without a pair, by reason
+    drops: Counter[str] = Counter()      # candidate pairs / pairwise rows not used, by reason
+    unscored: Counter[str] = Counter()   # input rows with a failed verdict, by reason code
+    no_pair: Counter[str] = Counter()    # prompts without a pair, by reason
     n_prompts = 0
     for row in rows:
         if row.get("error"):
@@ -517,8 +533,9 @@ def bias_audit(rows, pairs, checked, length_corr, judges, samplers) -> dict:
     n = len(pairs)
     lc = [len(p["chosen"][0]["content"]) for p in pairs]
     lr = [len(p["rejected"][0]["content"]) for p in pairs]
-    judge_fams = {model_family(j) for j in judges}
-    sampler_fams = {model_family(s) for s in samplers}
+    # names are non-empty, so every family is known (model_family gives None only for no name)
+    judge_fams = {f for j in judges if (f := model_family(j))}
+    sampler_fams = {f for s in samplers if (f := model_family(s))}
     # self-preference: in pairs where exactly one side comes from the judge's family, how often it wins
     mixed = [p for p in pairs
              if (model_family(p["model_chosen"]) in judge_fams) != (model_family(p["model_rejected"]) in judge_fams)
@@ -711,7 +728,8 @@ def remove_stale_temps(out: Path) -> list[Path]:
     return removed
 
 
-def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: list[str] = (), meta: dict) -> Path:
+def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: Sequence[str] = (),
+                  meta: dict) -> Path:
     """save_to_disk + card + stats (+ parquet/jsonl exports) into a temp folder, then swapped into
     place, so `out_dir` always holds a complete dataset (the old one or the new one)."""
     from datasets import Dataset
