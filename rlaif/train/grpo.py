@@ -80,7 +80,8 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
     comp_ids = (generator or HFGenerator()).generate(run, prompt_ids, cfg)
     texts = run.tok.batch_decode(comp_ids, skip_special_tokens=True)
     rep_prompts = [p for p in prompts for _ in range(G)]
-    columns = {k: [r.get(k) for r in batch for _ in range(G)] for k in batch[0] if k not in ("prompt", "_line")}
+    columns: dict[str, list] = {k: [r.get(k) for r in batch for _ in range(G)]
+                                for k in batch[0] if k not in ("prompt", "_line")}
     columns["completion_ids"] = comp_ids     # as in TRL: token ids, ending with EOS when the answer finished
     per_func = torch.tensor(score(reward_fns, rep_prompts, [_as_completion(p, t) for p, t in zip(rep_prompts, texts)],
                                   columns), dtype=torch.float32)

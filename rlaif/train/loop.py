@@ -323,8 +323,10 @@ class Run:
                 print(f"warning: {w}", file=sys.stderr, flush=True)
         total_rows = cfg.max_steps * cfg.grad_accum * per_micro * n
         stream = StepStream(n_rows, total_rows, cfg.seed)
-        loader = DataLoader(stream, batch_size=per_micro, shuffle=False, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+        # StepStream is a map-style dataset by protocol (__len__/__getitem__), not a Dataset subclass, so
+        # that importing this module does not import torch; DataLoader accepts it, its stubs do not
+        loader: DataLoader = DataLoader(stream, batch_size=per_micro, shuffle=False,  # type: ignore[arg-type]
+                                        collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed))
         self.lp_model, self.opt, self.sched, self.loader = acc.prepare(self.lp_model, opt, sched, loader)
         self.params = params
         if cfg.resume:
@@ -525,8 +527,9 @@ class Run:
                              f"same number (now {self.acc.num_processes}) so the data position stays exact")
         weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
         res = set_peft_model_state_dict(self.model, weights, adapter_name="default")
-        if getattr(res, "unexpected_keys", None):
-            raise RlaifError(f"--resume: adapter in {path} does not match this model ({res.unexpected_keys[:3]}...)")
+        unexpected = getattr(res, "unexpected_keys", None)
+        if unexpected:
+            raise RlaifError(f"--resume: adapter in {path} does not match this model ({unexpected[:3]}...)")
         self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         self.sched.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         rng = torch.load(path / f"rng-{self.acc.process_index}.pt", weights_only=False)
