@@ -85,6 +85,14 @@ class Example(BaseModel):
     rationale: str = ""
 
 
+def _default_modes() -> list[Mode]:
+    return ["absolute", "pairwise"]
+
+
+def _default_templates() -> dict[Mode, str]:
+    return {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"}
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -92,7 +100,7 @@ class Rubric(BaseModel):
     description: str = Field(min_length=1)
     scale: Scale
     criteria: list[Criterion] = Field(min_length=1)
-    modes: list[Mode] = Field(default_factory=lambda: ["absolute", "pairwise"], min_length=1)
+    modes: list[Mode] = Field(default_factory=_default_modes, min_length=1)
     # none: the template never sees a reference answer; optional: used when a row has one;
     # required: a row without `reference` is an input error.
     reference: Literal["none", "optional", "required"] = "none"
@@ -100,8 +108,7 @@ class Rubric(BaseModel):
     # (e.g. over-refusal: full_refusal -> 1 ... full_compliance -> 3).
     labels: dict[str, int] | None = None
     examples: list[Example] = Field(default_factory=list)
-    templates: dict[Mode, str] = Field(default_factory=lambda: {"absolute": "absolute.j2", "pairwise": "pairwise.j2",
-                                                                "rank": "rank.j2"})
+    templates: dict[Mode, str] = Field(default_factory=_default_templates)
 
     # set by load_rubric, not by the author
     source: str | None = Field(default=None, exclude=True)
@@ -135,14 +142,17 @@ def cross_checks(data: dict) -> list[str]:
     if not isinstance(data, dict):
         return problems
     scale = data.get("scale")
-    lo = hi = None
+    lo: int | None = None
+    hi: int | None = None
     if isinstance(scale, dict) and all(isinstance(scale.get(k), int) and not isinstance(scale.get(k), bool)
                                        for k in ("min", "max")):
         lo, hi = scale["min"], scale["max"]
-    criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
+    given = data.get("criteria")
+    criteria = given if isinstance(given, list) else []
 
     def outside(v) -> bool:
-        return lo is not None and isinstance(v, int) and not isinstance(v, bool) and not lo <= v <= hi
+        return (lo is not None and hi is not None and isinstance(v, int) and not isinstance(v, bool)
+                and not lo <= v <= hi)
 
     for i, c in enumerate(criteria):
         levels = c.get("levels") if isinstance(c, dict) else None
@@ -162,7 +172,7 @@ def cross_checks(data: dict) -> list[str]:
     for label, v in (labels.items() if isinstance(labels, dict) else ()):
         if outside(v):
             problems.append(f"labels.{label}: {v} is outside the scale {lo}..{hi}")
-    names = [c.get("name") for c in criteria if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    names = [c["name"] for c in criteria if isinstance(c, dict) and isinstance(c.get("name"), str)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"criteria: criterion names must be unique ({', '.join(map(repr, dupes))} given twice)")
@@ -276,7 +286,7 @@ def load_rubric(name: str | Path, rubrics_dirs: list | None = None, prompts_dirs
 
 def sample_row(rubric: Rubric, mode: str) -> dict:
     """A plausible input row for `mode`, for lint trial renders and `rubric render` without --example."""
-    row = {"prompt": "How do I boil an egg?"}
+    row: dict[str, str | list[str]] = {"prompt": "How do I boil an egg?"}
     if mode == "absolute":
         row["response"] = "Put it in boiling water for 8 minutes."
     elif mode == "pairwise":

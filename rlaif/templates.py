@@ -194,16 +194,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _wrap_concat(tree, cat) -> None:
+def _wrap_concat(tree: nodes.Node, cat: nodes.Concat) -> None:
     """Replace Concat node `cat` in `tree` by rlaif_sized(cat) (size-checked after each `~`)."""
+    lineno = cat.lineno
     for parent in tree.find_all(nodes.Node):
         for field in parent.fields:
             value = getattr(parent, field, None)
             if value is cat:
-                setattr(parent, field, nodes.Filter(cat, "rlaif_sized", [], [], None, None, lineno=cat.lineno))
+                setattr(parent, field, nodes.Filter(cat, "rlaif_sized", [], [], None, None, lineno=lineno))
                 return
             if isinstance(value, list) and any(v is cat for v in value):
-                setattr(parent, field, [nodes.Filter(v, "rlaif_sized", [], [], None, None, lineno=cat.lineno)
+                setattr(parent, field, [nodes.Filter(v, "rlaif_sized", [], [], None, None, lineno=lineno)
                                         if v is cat else v for v in value])
                 return
 
@@ -237,11 +238,12 @@ def environment(extra_dirs: list[str | Path] | None = None) -> ImmutableSandboxe
 def template_source(name: str, extra_dirs: list[str | Path] | None = None) -> tuple[str, str]:
     """(source text, file path) of a template, following the search path."""
     env = environment(extra_dirs)
+    assert env.loader is not None       # _environment always sets a FileSystemLoader
     try:
         src, filename, _ = env.loader.get_source(env, name)
     except TemplateNotFound as e:
         raise TemplateError(f"template '{name}' not found in {_search_dirs(extra_dirs)}") from e
-    return src, filename
+    return src, filename or name          # a FileSystemLoader always gives the file name
 
 
 def undeclared_variables(name: str, extra_dirs: list[str | Path] | None = None) -> set[str]:

@@ -61,7 +61,7 @@ class LocalBackend:
         self._model, self._tok = model_obj, tokenizer
         self._load_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
-        self._worker_loop = None
+        self._worker_loop: asyncio.AbstractEventLoop | None = None
         self._option_cache: dict[tuple, object] = {}
 
     # -- loading -------------------------------------------------------------------------
@@ -214,18 +214,20 @@ class LocalBackend:
         with torch.inference_mode():   # row chunks: a padded batch's CPU attention is rows × T² (issue 14 #10)
             last = last_token_logits(model, enc["input_ids"], enc["attention_mask"])
         logprobs = torch.log_softmax(last.float(), dim=-1)
-        option_ids = self._option_ids(tok, params.options)
+        options = params.options
+        assert options, "_score runs only for a one-token request with options (_run)"
+        option_ids = self._option_ids(tok, options)
         if option_ids is not None:
             opt_lp = [{o: float(torch.logsumexp(logprobs[i, ids], 0)) for o, ids in option_ids.items()}
                       for i in range(len(batch_messages))]
         else:
-            opt_lp = self._score_sequences(model, tok, enc, params.options)
+            opt_lp = self._score_sequences(model, tok, enc, options)
         k = params.top_logprobs or 5
         top = torch.topk(logprobs, k, dim=-1)
         results = []
         for i in range(len(batch_messages)):
             alts = {tok.decode([int(t)]): float(v) for v, t in zip(top.values[i], top.indices[i])}
-            text = max(opt_lp[i], key=opt_lp[i].get) if opt_lp[i] else tok.decode([int(top.indices[i, 0])])
+            text = max(opt_lp[i], key=opt_lp[i].__getitem__) if opt_lp[i] else tok.decode([int(top.indices[i, 0])])
             results.append(Completion(text=text, option_logprobs=opt_lp[i], top_logprobs=[alts],
                                       usage=Usage(int(enc["attention_mask"][i].sum()), 1), finish_reason="length"))
         return results
@@ -236,7 +238,7 @@ class LocalBackend:
 
         seqs = {o: tok.encode(o, add_special_tokens=False) for o in options}
         n = enc["input_ids"].shape[0]
-        raw = [{} for _ in range(n)]
+        raw: list[dict[str, float]] = [{} for _ in range(n)]
         for o, ids in seqs.items():
             add = torch.tensor(ids, device=enc["input_ids"].device).unsqueeze(0).expand(n, -1)
             input_ids = torch.cat([enc["input_ids"], add], dim=1)
