@@ -74,6 +74,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any, Literal
 
 from rlaif.errors import InputError, MissingDependencyError, RlaifError
 
@@ -254,7 +255,8 @@ def examples_dir() -> Path:
     return default_dir("examples")
 
 
-def _read_jsonl(path: str | Path, required: dict[str, type], allowed: dict[str, tuple] | None = None) -> list[dict]:
+def _read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]],
+                allowed: dict[str, tuple] | None = None) -> list[dict]:
     """Rows of a JSONL file, each checked for the `required` fields and types and `allowed` values;
     an InputError names the file, line and field. Rows without an id get "<file stem>-<line>"."""
     from rlaif.io import iter_jsonl
@@ -400,7 +402,8 @@ def score_win_rate(items: list[dict], judged_rows: dict[int, dict], rubric, seed
     from collections import Counter
 
     weights = {c.name: c.weight for c in rubric.criteria}
-    outcomes, soft, unscored = [], [], Counter()
+    outcomes, soft = [], []
+    unscored: Counter[str] = Counter()
     consistent = checked = 0
     for i, it in enumerate(items):
         if it["identical"]:
@@ -449,7 +452,7 @@ def score_capability(items: list[dict], seed: int = 0, confidence: float = CONFI
         it["base_correct"] = exact_match(it["base"], it["gold"], it.get("aliases"))
         it["adapter_correct"] = exact_match(it["adapter"], it["gold"], it.get("aliases"))
     n = len(items)
-    res = {}
+    res: dict[str, Any] = {}
     for side in ("base", "adapter"):
         c = sum(it[f"{side}_correct"] for it in items)
         res[side] = {"accuracy": c / n if n else None, "correct": c, "n": n}
@@ -467,7 +470,7 @@ def score_refusal(items: list[dict], seed: int = 0, confidence: float = CONFIDEN
     out = {}
     for label in ("safe", "unsafe"):
         group = [it for it in items if it["label"] == label]
-        res = {}
+        res: dict[str, Any] = {}
         for side in ("base", "adapter"):
             for it in group:
                 c = it[f"{side}_class"]
@@ -634,7 +637,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
         ref = score_refusal(ref_items, seed, confidence, n_resamples)
 
     method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
-    report = {
+    report: dict[str, Any] = {
         "schema": "rlaif.eval/1",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
@@ -691,8 +694,10 @@ def render_table(report: dict):
 
     s = report["settings"]
     t = Table(title=f"rlaif eval: {s['adapter']} vs {s['base']}  (judge {report['judge']}, {report['rubric']})")
-    for col, just in (("metric", "left"), ("base", "right"), ("adapter", "right"),
-                      ("Δ adapter−base [95% CI]", "right"), ("n", "right")):
+    columns: list[tuple[str, Literal["left", "right"]]] = [
+        ("metric", "left"), ("base", "right"), ("adapter", "right"), ("Δ adapter−base [95% CI]", "right"),
+        ("n", "right")]
+    for col, just in columns:
         t.add_column(col, justify=just)
     w = report["win_rate"]
     ci = w["ci"]

@@ -86,9 +86,9 @@ def rubric_test_charts(res: dict) -> dict[str, str]:
     ci = lambda k: (M.get(k) or {}).get("ci")  # noqa: E731
     charts = {}
     conf = res["confusion"]
-    names = {str(v): f"{v} {k}" for k, v in (res["rubric"].get("labels") or {}).items()}
+    label_names = {str(v): f"{v} {k}" for k, v in (res["rubric"].get("labels") or {}).items()}
     labels = [str(x) for x in conf["labels"]]
-    shown = [names.get(str(x), str(x)) for x in conf["labels"]]
+    shown = [label_names.get(str(x), str(x)) for x in conf["labels"]]
     charts["confusion"] = heatmap(conf["matrix"], shown, labels, "confusion matrix (rows: human)")
     hist = res["histograms"]
     charts["labels"] = bar_chart(shown, {"human": [hist["human"].get(k, 0) for k in labels],
@@ -117,7 +117,7 @@ def rubric_test_charts(res: dict) -> dict[str, str]:
     charts["calibration"] = calibration_plot(cal["bins"], f"calibration (ECE {num(cal.get('ece'))})",
                                              x_label=cal.get("x_label", "predicted"),
                                              y_label=cal.get("y_label", "observed"))
-    extra = {}
+    extra: dict[str, list[tuple[float, str]]] = {}
     for bname, b in res["baselines"].items():
         for k, v in b.items():
             extra.setdefault(k, []).append((v, bname))
@@ -410,7 +410,7 @@ def eval_html(res: dict, source: str) -> str:
     return page(f"eval {Path(source).name}", "".join(b))
 
 
-def summary_html(res: dict) -> str:
+def summary_html(res: dict) -> str | None:
     """A compact page for the PNG: title, headline numbers, and the main charts."""
     if str(res.get("schema", "")).startswith("rlaif.eval/"):
         return page("summary", '<div class="grid">' + "".join(eval_charts(res).values()) + "</div>")
