@@ -108,21 +108,21 @@ def win_rate(outcomes: list[float]) -> float | None:
 
 def bootstrap_ci(values, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
                  seed: int = 0) -> tuple[float, float] | None:
-    """Percentile-bootstrap CI of the mean of `values` (scipy.stats.bootstrap). For a paired
-    difference pass the per-item differences. None for fewer than 2 values; (v, v) when all
-    values are equal (no spread to resample). Percentile rather than BCa: BCa is undefined on
-    the degenerate samples (all wins, all ties) that small evals often produce."""
-    import numpy as np
-    from scipy.stats import bootstrap
+    """Percentile-bootstrap CI of the mean of `values`: the one bootstrap, agreement.bootstrap_ci, with
+    the mean as its metric. For a paired difference pass the per-item differences. None for fewer
+    than 2 values; (v, v) when all values are equal (no spread to resample). Percentile rather than
+    BCa: BCa is undefined on the degenerate samples (all wins, all ties) that small evals often produce."""
+    import statistics
 
-    x = np.asarray(list(values), dtype=float)
-    if x.size < 2:
+    from rlaif.agreement import bootstrap_ci as bootstrap_metric_ci
+
+    x = [float(v) for v in values]
+    if len(x) < 2:
         return None
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                    method="percentile", rng=np.random.default_rng(seed), vectorized=True)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if all(v == x[0] for v in x):
+        return x[0], x[0]
+    ci = bootstrap_metric_ci(statistics.fmean, x, n_boot=n_resamples, seed=seed, alpha=1 - confidence)
+    return (ci[0], ci[1]) if ci is not None else None
 
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -677,20 +677,11 @@ def write_report(report: dict, path: str | Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # The console table
 # ---------------------------------------------------------------------------------------------
-def _pct(x):
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def _delta(x, ci):
-    if x is None:
-        return "—"
-    s = f"{100 * x:+.1f} pp"
-    return s + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
-
-
 def render_table(report: dict):
     """One rich Table with every headline number of a report."""
     from rich.table import Table
+
+    from rlaif.report.svg import pct, pct_delta
 
     s = report["settings"]
     t = Table(title=f"rlaif eval: {s['adapter']} vs {s['base']}  (judge {report['judge']}, {report['rubric']})")
@@ -701,20 +692,20 @@ def render_table(report: dict):
         t.add_column(col, justify=just)
     w = report["win_rate"]
     ci = w["ci"]
-    t.add_row("judged win rate (ties ½)", "", _pct(w["value"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""),
+    t.add_row("judged win rate (ties ½)", "", pct(w["value"]) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else ""),
               f"W {w['wins']} / T {w['ties']} / L {w['losses']}"
               + (f", {w['identical']} identical" if w["identical"] else "")
               + (f", {sum(w['unscored'].values())} unscored" if w["unscored"] else ""), str(w["n"]))
     c = report.get("capability")
     if c:
-        t.add_row("capability exact match", _pct(c["base"]["accuracy"]), _pct(c["adapter"]["accuracy"]),
-                  _delta(c["delta"], c["delta_ci"]), str(c["base"]["n"]))
+        t.add_row("capability exact match", pct(c["base"]["accuracy"]), pct(c["adapter"]["accuracy"]),
+                  pct_delta(c["delta"], c["delta_ci"]), str(c["base"]["n"]))
     r = report.get("refusal")
     if r:
         for label, name in (("safe", "over-refusal (XSTest safe, lower=better)"),
                             ("unsafe", "refusal of unsafe (XSTest contrast)")):
             g = r[label]
-            t.add_row(name, _pct(g["base"]["rate"]), _pct(g["adapter"]["rate"]), _delta(g["delta"], g["delta_ci"]),
+            t.add_row(name, pct(g["base"]["rate"]), pct(g["adapter"]["rate"]), pct_delta(g["delta"], g["delta_ci"]),
                       f"{g['base']['n']}/{g['adapter']['n']}")
     if report.get("warnings"):
         t.caption = "\n".join(f"warning: {w}" for w in report["warnings"])

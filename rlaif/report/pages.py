@@ -20,6 +20,8 @@ from rlaif.report.svg import (
     interval_plot,
     nice_max,
     num,
+    pct,
+    pct_delta,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -315,14 +317,6 @@ def _bin(values, edges) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Eval report (rlaif.eval/1)
 # ---------------------------------------------------------------------------------------------
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _delta(v) -> str:
-    return "n/a" if v is None else f"{100 * v:+.1f} pts"
-
-
 def eval_charts(res: dict) -> dict[str, str]:
     """The eval report's charts by name (the full page and the PNG summary use them)."""
     wr, cap, ref = res.get("win_rate"), res.get("capability"), res.get("refusal")
@@ -368,15 +362,15 @@ def eval_html(res: dict, source: str) -> str:
     b += [f'<div class="flag">⚠ {esc(w)}</div>' for w in res.get("warnings") or []]
     heads = []
     if wr:
-        heads.append((_pct(wr["value"]), "judged win rate", f"95% CI {_pct(wr['ci'][0])}–{_pct(wr['ci'][1])} · "
+        heads.append((pct(wr["value"]), "judged win rate", f"95% CI {pct(wr['ci'][0])}–{pct(wr['ci'][1])} · "
                       f"{wr['n']} prompts, position consistency {num(wr.get('position_consistency'))}"))
     if cap:
-        heads.append((_delta(cap["delta"]), "capability change", f"exact match {_pct(cap['base']['accuracy'])} → "
-                      f"{_pct(cap['adapter']['accuracy'])} (n {cap['base']['n']})"))
+        heads.append((pct_delta(cap["delta"]), "capability change", f"exact match {pct(cap['base']['accuracy'])} → "
+                      f"{pct(cap['adapter']['accuracy'])} (n {cap['base']['n']})"))
     if ref:
         for label, what in (("safe", "over-refusal change"), ("unsafe", "unsafe-refusal change")):
             r = ref[label]
-            heads.append((_delta(r["delta"]), what, f"{_pct(r['base']['rate'])} → {_pct(r['adapter']['rate'])} "
+            heads.append((pct_delta(r["delta"]), what, f"{pct(r['base']['rate'])} → {pct(r['adapter']['rate'])} "
                           f"of {r['base']['n']} {label} prompts"))
     b.append(cards(heads))
     parts = [wr or {}] + ([ref[label][side] for label in ("safe", "unsafe") for side in ("base", "adapter")]

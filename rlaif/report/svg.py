@@ -25,6 +25,18 @@ def num(v, digits=3) -> str:
     return str(v)
 
 
+def pct(v: float | None) -> str:
+    """A rate as a percentage (the HTML report and the eval console table share it)."""
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def pct_delta(v: float | None, ci: list[float] | tuple[float, float] | None = None) -> str:
+    """A change of a rate in percentage points ("pts"), with its CI when given."""
+    if v is None:
+        return "n/a"
+    return f"{100 * v:+.1f} pts" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny SVG charts. Each returns a complete <svg> element as a string.
 # ---------------------------------------------------------------------------------------------
