@@ -44,8 +44,8 @@ th{background:#fafafa} td.n{text-align:right;font-variant-numeric:tabular-nums} 
 def page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="generator" content="rlaif report"><style>{CSS}</style></head><body>{body}'
-            f'<p class="small">Made by <code>rlaif report</code>. Self-contained: no scripts, no '
-            f'network.</p></body></html>')
+            f'<p class="small">Made by <code>rlaif report</code>. '
+            f'Self-contained: no scripts, no network.</p></body></html>')
 
 
 def cards(items: list[tuple[str, str, str]]) -> str:

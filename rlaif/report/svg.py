@@ -111,8 +111,8 @@ def bar_chart(categories: list[str], series: dict[str, list[float | None]], titl
                     f'font-size="11">{esc(cat)}</text>')
     if ref is not None and 0 <= ref <= ymax:
         y = y0 - ph * ref / ymax
-        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" stroke-dasharray="4 '
-                    f'3"/>')
+        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
+                    f'stroke-dasharray="4 3"/>')
     if len(series) > 1:
         lx = left
         for si, name in enumerate(series):
@@ -202,8 +202,8 @@ def calibration_plot(bins: list[dict], title: str, *, x_label: str = "predicted"
                         f'fill="{PALETTE[0]}" fill-opacity="0.6"><title>predicted {b["mean_pred"]:.2f}, observed '
                         f'{b["observed"]:.2f}, n={b["n"]}</title></circle>')
     else:
-        body.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" font-size="12" fill="#999">no '
-                    f'data</text>')
+        body.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" font-size="12" '
+                    f'fill="#999">no data</text>')
     return _svg(w, h, "".join(body), title)
 
 
