@@ -159,6 +159,21 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def load_tokenizer(name: str):
+    """(resolved path, tokenizer with a pad token) of a model to train; the path loads its weights.
+    RlaifError when the tokenizer cannot be read (an unknown name, no network for a Hub id)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise RlaifError(f"cannot load the tokenizer of model '{name}': {e}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return path, tok
+
+
 def resolve_model_path(name: str) -> str:
     """'default' (or the embedded model's name) -> the converted folder; anything else unchanged."""
     if name in EMBEDDED_ALIASES:

@@ -261,17 +261,11 @@ class Run:
     # -- model -------------------------------------------------------------------------------
     def load_model(self):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from rlaif.models import resolve_model_path
+        from rlaif.models import load_tokenizer
 
-        path = resolve_model_path(self.cfg.model)
-        try:
-            tok = AutoTokenizer.from_pretrained(path)
-        except OSError as e:
-            raise RlaifError(f"cannot load the tokenizer of model '{self.cfg.model}': {e}") from e
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        path, tok = load_tokenizer(self.cfg.model)
         cuda = self.device.type == "cuda"
         dtype = getattr(torch, self.cfg.dtype) if self.cfg.dtype else (torch.bfloat16 if cuda else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
