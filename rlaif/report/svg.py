@@ -40,6 +40,18 @@ def pct_delta(v: float | None, ci: list[float] | tuple[float, float] | None = No
 # ---------------------------------------------------------------------------------------------
 # Tiny SVG charts. Each returns a complete <svg> element as a string.
 # ---------------------------------------------------------------------------------------------
+def _legend(names: list[str], left: float, h: float, swatch: int) -> str:
+    """One row of colour swatches and series names along the bottom: a square (swatch=10) for bars,
+    a line stroke (swatch=3) for line charts."""
+    out, lx = [], left
+    for si, name in enumerate(names):
+        y_box, y_text = (h - 14, h - 5) if swatch == 10 else (h - 12, h - 6)
+        out.append(f'<rect x="{lx}" y="{y_box}" width="10" height="{swatch}" fill="{PALETTE[si % len(PALETTE)]}"/>'
+                   f'<text x="{lx + 14}" y="{y_text}" font-size="11">{esc(name)}</text>')
+        lx += 24 + 7 * len(name)
+    return "".join(out)
+
+
 def _svg(w, h, body, title) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" '
             f'viewBox="0 0 {w} {h}" role="img" aria-label="{esc(title)}" style="{FONT}">'
@@ -114,11 +126,7 @@ def bar_chart(categories: list[str], series: dict[str, list[float | None]], titl
         body.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
                     f'stroke-dasharray="4 3"/>')
     if len(series) > 1:
-        lx = left
-        for si, name in enumerate(series):
-            body.append(f'<rect x="{lx}" y="{h - 14}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>'
-                        f'<text x="{lx + 14}" y="{h - 5}" font-size="11">{esc(name)}</text>')
-            lx += 24 + 7 * len(name)
+        body.append(_legend(list(series), left, h, swatch=10))
     return _svg(w, h, "".join(body), title)
 
 
@@ -292,9 +300,5 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, *, w: i
             body.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.6">'
                         f'<title>{esc(name)}: last {esc(fmt(line[-1][1]))}</title></polyline>')
     if len(series) > 1:
-        lx = left
-        for si, name in enumerate(series):
-            body.append(f'<rect x="{lx}" y="{h - 12}" width="10" height="3" fill="{PALETTE[si % len(PALETTE)]}"/>'
-                        f'<text x="{lx + 14}" y="{h - 6}" font-size="11">{esc(name)}</text>')
-            lx += 24 + 7 * len(name)
+        body.append(_legend(list(series), left, h, swatch=3))
     return _svg(w, h, "".join(body), title)
