@@ -176,11 +176,12 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     # GRPO's own checks and the shared bounds (checked when the config is built) in one error
     problems = grpo_problems({**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides})
     try:
-        cfg = _with(base, overrides)
+        built = _with(base, overrides)
     except ConfigError as e:
-        problems = [Problem(p.where, p.message) for p in e.problems] + problems
+        raise ConfigError(list(e.problems) + problems, source="GRPO options") from None
     if problems:
         raise ConfigError(problems, source="GRPO options")
+    cfg = built
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
