@@ -30,9 +30,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rlaif.backends.base import Backend
 from rlaif.cost import Price, count_tokens, price_for
@@ -68,10 +68,10 @@ def backoff_delay(attempt: int, retry_after: float | None = None, base: float = 
     """Seconds to wait before retry number `attempt` (0-based). A server's Retry-After is a floor
     (plus up to 10% jitter so a crowd of clients does not return in lockstep); otherwise
     exponential backoff base*2^attempt capped at `cap`, with "equal jitter" (50-100% of it)."""
-    rng = rng or random
+    uniform = rng.random if rng is not None else random.random
     if retry_after is not None and retry_after >= 0:
-        return retry_after * (1.0 + 0.1 * rng.random())
-    return min(cap, base * (2 ** attempt)) * (0.5 + 0.5 * rng.random())
+        return retry_after * (1.0 + 0.1 * uniform())
+    return min(cap, base * (2 ** attempt)) * (0.5 + 0.5 * uniform())
 
 
 class RateLimiter:
@@ -88,7 +88,7 @@ class RateLimiter:
         self.clock = clock
         self.t = clock()
         self._lock: asyncio.Lock | None = None
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _refill(self) -> None:
         now = self.clock()
@@ -213,7 +213,7 @@ class Engine:
         base_url = getattr(backend, "base_url", None)
         self._model_id = backend.name + (f"@{base_url}" if base_url else "")
         self._sem: asyncio.Semaphore | None = None
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[str, asyncio.Future] = {}
         self._pause_until = 0.0          # monotonic time before which no request is sent (after a 429)
         self.stopped: JobStopped | None = None    # set by the first auth failure: no request is sent after it
@@ -290,6 +290,7 @@ class Engine:
     def _flush_commits(self, fut: asyncio.Future) -> None:
         items, self._to_commit = self._to_commit, []
         try:
+            assert self.ledger is not None, "commits are queued only when there is a ledger"
             self.ledger.put_many(items)
         except BaseException as e:  # noqa: BLE001 - delivered to every waiter of this commit
             if not fut.done():
@@ -459,7 +460,8 @@ class Engine:
                 e.requests += 1
                 e.cached += 1
             return hit
-        if key in self._dry_seen or any(_messages_hash(messages[:k]) in self._dry_seen for k in range(1, len(messages))):
+        if key in self._dry_seen or any(_messages_hash(messages[:k]) in self._dry_seen
+                                        for k in range(1, len(messages))):
             return Completion(text="", usage=Usage())
         self._dry_seen.add(key)
         self._dry_seen.add(_messages_hash(messages))
@@ -487,7 +489,7 @@ def _messages_hash(messages: list[Message]) -> str:
     return "m:" + hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
-def run_sync(coro: Awaitable[T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, except that inside a running loop (a notebook) the coroutine runs to
     completion in a fresh loop on a helper thread instead of failing."""
     try:

@@ -74,6 +74,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any, Literal
 
 from rlaif.errors import ConfigError, InputError, MissingDependencyError, Problem, RlaifError
 from rlaif.journal import check_output
@@ -108,21 +109,21 @@ def win_rate(outcomes: list[float]) -> float | None:
 
 def bootstrap_ci(values, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
                  seed: int = 0) -> tuple[float, float] | None:
-    """Percentile-bootstrap CI of the mean of `values` (scipy.stats.bootstrap). For a paired
-    difference pass the per-item differences. None for fewer than 2 values; (v, v) when all
-    values are equal (no spread to resample). Percentile rather than BCa: BCa is undefined on
-    the degenerate samples (all wins, all ties) that small evals often produce."""
-    import numpy as np
-    from scipy.stats import bootstrap
+    """Percentile-bootstrap CI of the mean of `values`: the one bootstrap, agreement.bootstrap_ci, with
+    the mean as its metric. For a paired difference pass the per-item differences. None for fewer
+    than 2 values; (v, v) when all values are equal (no spread to resample). Percentile rather than
+    BCa: BCa is undefined on the degenerate samples (all wins, all ties) that small evals often produce."""
+    import statistics
 
-    x = np.asarray(list(values), dtype=float)
-    if x.size < 2:
+    from rlaif.agreement import bootstrap_ci as bootstrap_metric_ci
+
+    x = [float(v) for v in values]
+    if len(x) < 2:
         return None
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                    method="percentile", rng=np.random.default_rng(seed), vectorized=True)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if all(v == x[0] for v in x):
+        return x[0], x[0]
+    ci = bootstrap_metric_ci(statistics.fmean, x, n_boot=n_resamples, seed=seed, alpha=1 - confidence)
+    return (ci[0], ci[1]) if ci is not None else None
 
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -255,7 +256,8 @@ def examples_dir() -> Path:
     return default_dir("examples")
 
 
-def _read_jsonl(path: str | Path, required: dict[str, type], allowed: dict[str, tuple] | None = None) -> list[dict]:
+def _read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]],
+                allowed: dict[str, tuple] | None = None) -> list[dict]:
     """Rows of a JSONL file, each checked for the `required` fields and types and `allowed` values;
     an InputError names the file, line and field. Rows without an id get "<file stem>-<line>"."""
     from rlaif.io import iter_jsonl
@@ -401,7 +403,8 @@ def score_win_rate(items: list[dict], judged_rows: dict[int, dict], rubric, seed
     from collections import Counter
 
     weights = {c.name: c.weight for c in rubric.criteria}
-    outcomes, soft, unscored = [], [], Counter()
+    outcomes, soft = [], []
+    unscored: Counter[str] = Counter()
     consistent = checked = 0
     for i, it in enumerate(items):
         if it["identical"]:
@@ -450,7 +453,7 @@ def score_capability(items: list[dict], seed: int = 0, confidence: float = CONFI
         it["base_correct"] = exact_match(it["base"], it["gold"], it.get("aliases"))
         it["adapter_correct"] = exact_match(it["adapter"], it["gold"], it.get("aliases"))
     n = len(items)
-    res = {}
+    res: dict[str, Any] = {}
     for side in ("base", "adapter"):
         c = sum(it[f"{side}_correct"] for it in items)
         res[side] = {"accuracy": c / n if n else None, "correct": c, "n": n}
@@ -468,7 +471,7 @@ def score_refusal(items: list[dict], seed: int = 0, confidence: float = CONFIDEN
     out = {}
     for label in ("safe", "unsafe"):
         group = [it for it in items if it["label"] == label]
-        res = {}
+        res: dict[str, Any] = {}
         for side in ("base", "adapter"):
             for it in group:
                 c = it[f"{side}_class"]
@@ -643,7 +646,7 @@ def evaluate(adapter: str | Path, prompts: str | Path, *, base: str | None = Non
         ref = score_refusal(ref_items, seed, confidence, n_resamples)
 
     method = "generative" if (generative or not getattr(backend, "supports_logprobs", False)) else "logprobs"
-    report = {
+    report: dict[str, Any] = {
         "schema": "rlaif.eval/1",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
@@ -683,42 +686,35 @@ def write_report(report: dict, path: str | Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # The console table
 # ---------------------------------------------------------------------------------------------
-def _pct(x):
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def _delta(x, ci):
-    if x is None:
-        return "—"
-    s = f"{100 * x:+.1f} pp"
-    return s + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
-
-
 def render_table(report: dict):
     """One rich Table with every headline number of a report."""
     from rich.table import Table
 
+    from rlaif.report.svg import pct, pct_delta
+
     s = report["settings"]
     t = Table(title=f"rlaif eval: {s['adapter']} vs {s['base']}  (judge {report['judge']}, {report['rubric']})")
-    for col, just in (("metric", "left"), ("base", "right"), ("adapter", "right"),
-                      ("Δ adapter−base [95% CI]", "right"), ("n", "right")):
+    columns: list[tuple[str, Literal["left", "right"]]] = [
+        ("metric", "left"), ("base", "right"), ("adapter", "right"), ("Δ adapter−base [95% CI]", "right"),
+        ("n", "right")]
+    for col, just in columns:
         t.add_column(col, justify=just)
     w = report["win_rate"]
     ci = w["ci"]
-    t.add_row("judged win rate (ties ½)", "", _pct(w["value"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""),
+    t.add_row("judged win rate (ties ½)", "", pct(w["value"]) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else ""),
               f"W {w['wins']} / T {w['ties']} / L {w['losses']}"
               + (f", {w['identical']} identical" if w["identical"] else "")
               + (f", {sum(w['unscored'].values())} unscored" if w["unscored"] else ""), str(w["n"]))
     c = report.get("capability")
     if c:
-        t.add_row("capability exact match", _pct(c["base"]["accuracy"]), _pct(c["adapter"]["accuracy"]),
-                  _delta(c["delta"], c["delta_ci"]), str(c["base"]["n"]))
+        t.add_row("capability exact match", pct(c["base"]["accuracy"]), pct(c["adapter"]["accuracy"]),
+                  pct_delta(c["delta"], c["delta_ci"]), str(c["base"]["n"]))
     r = report.get("refusal")
     if r:
         for label, name in (("safe", "over-refusal (XSTest safe, lower=better)"),
                             ("unsafe", "refusal of unsafe (XSTest contrast)")):
             g = r[label]
-            t.add_row(name, _pct(g["base"]["rate"]), _pct(g["adapter"]["rate"]), _delta(g["delta"], g["delta_ci"]),
+            t.add_row(name, pct(g["base"]["rate"]), pct(g["adapter"]["rate"]), pct_delta(g["delta"], g["delta_ci"]),
                       f"{g['base']['n']}/{g['adapter']['n']}")
     if report.get("warnings"):
         t.caption = "\n".join(f"warning: {w}" for w in report["warnings"])

@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rlaif.errors import RlaifError
 
@@ -61,8 +62,9 @@ def embedded_model_dir() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temp folder and rename: a crash mid-conversion never leaves a broken cache.
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    gguf_utils: Any = None      # a module whose progress bar is patched (and restored) below
     try:  # the GGUF reader's per-tensor progress bar: we printed one line instead
-        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        gguf_utils = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
         old_tqdm = gguf_utils.tqdm
         gguf_utils.tqdm = lambda it, **kw: it
     except (ImportError, AttributeError):
@@ -79,7 +81,7 @@ def embedded_model_dir() -> Path:
                     pass
         if getattr(model.config, "quantization_config", None) is not None:
             del model.config.quantization_config
-        model.is_quantized = False
+        model.is_quantized = False  # type: ignore[assignment]  # nn.Module's __setattr__ stub: Tensor|Module only
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         make_shareable(tmp)         # mkdtemp made it 0700 and safetensors writes 0600: a shared cache needs more
@@ -157,6 +159,21 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def load_tokenizer(name: str):
+    """(resolved path, tokenizer with a pad token) of a model to train; the path loads its weights.
+    RlaifError when the tokenizer cannot be read (an unknown name, no network for a Hub id)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise RlaifError(f"cannot load the tokenizer of model '{name}': {e}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return path, tok
+
+
 def resolve_model_path(name: str) -> str:
     """'default' (or the embedded model's name) -> the converted folder; anything else unchanged."""
     if name in EMBEDDED_ALIASES:
@@ -209,7 +226,7 @@ def load_model(name: str = "default", *, dtype=None, device: str | None = None, 
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers' decorated `to` is typed as taking the model
     if not for_training:
         model.eval()
     return model, tok

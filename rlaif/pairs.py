@@ -36,6 +36,7 @@ import shutil
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
@@ -150,9 +151,11 @@ def _mode_of(row: dict) -> str:
 
 
 def _check(row, path, line, mode) -> None:
-    need = {"absolute": {"prompt": (str, list), "response": str},
-            "pairwise": {"prompt": (str, list), "response_a": str, "response_b": str},
-            "rank": {"prompt": (str, list), "responses": list}}[mode]
+    needs: dict[str, dict[str, type | tuple[type, ...]]] = {
+        "absolute": {"prompt": (str, list), "response": str},
+        "pairwise": {"prompt": (str, list), "response_a": str, "response_b": str},
+        "rank": {"prompt": (str, list), "responses": list}}
+    need = needs[mode]
     for f, typ in need.items():
         if f not in row:
             raise InputError(path, line, f, f"missing (a judged {mode} row needs {', '.join(need)})")
@@ -181,7 +184,9 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         path, items = "<rows>", list(enumerate(source, 1))
     if not items:
         raise InputError(path, None, None, "no judged rows")
-    rows, lines, mode = [], [], None
+    rows: list[dict] = []
+    lines: list[int] = []
+    mode: str | None = None
     for n, row in items:
         if not isinstance(row, dict):
             raise InputError(path, n, None, f"expected a JSON object, got {type(row).__name__}")
@@ -193,6 +198,7 @@ def read_judged(source: str | Path | list[dict]) -> tuple[list[dict], list[int],
         _check(row, path, n, m)
         rows.append(row)
         lines.append(n)
+    assert mode is not None  # items is not empty, so the first row set it
     if mode == "absolute":
         check_candidates(rows, lines, path)
     else:
@@ -257,7 +263,9 @@ def check_candidates(rows: list[dict], lines: list[int], path: str) -> None:
             rubrics[key].add(str(row["rubric"]))
             where.setdefault(key, n)
     ordered = sorted(rubrics, key=where.__getitem__)
-    ka = ordered[0] if ordered else None
+    if not ordered:
+        return
+    ka = ordered[0]
     kb = next((k for k in ordered if rubrics[k] != rubrics[ka]), None)
     if kb is not None:
         a, b = rubrics[ka], rubrics[kb]
@@ -272,7 +280,9 @@ def prompt_messages(row: dict) -> list[dict]:
     if isinstance(row.get("messages"), list):
         return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     p = row["prompt"]
-    return [{"role": m["role"], "content": m["content"]} for m in p] if isinstance(p, list) else [{"role": "user", "content": p}]
+    if isinstance(p, list):
+        return [{"role": m["role"], "content": m["content"]} for m in p]
+    return [{"role": "user", "content": p}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +309,12 @@ def _pair_row(prompt, c: Cand, r: Cand, *, pid, mode, p_chosen, consistent, weig
             "model_chosen": c.model, "model_rejected": r.model, "mode": mode}
 
 
+def _scored(c: Cand) -> float:
+    """The score of a candidate that the caller already kept among the scored ones."""
+    assert c.score is not None
+    return c.score
+
+
 def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Random, drops: Counter):
     """Ordered (chosen, rejected) candidate pairs for one prompt under the policy, or ([], reason)."""
     scored = [c for c in cands if c.score is not None]
@@ -311,25 +327,27 @@ def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Ran
         if len(same) > 1:
             drops["duplicate_response"] += len(same) - 1
             probs = None
-            if all(c.probs for c in same):
-                keys = set().union(*(c.probs for c in same))
-                probs = {k: statistics.fmean(c.probs.get(k, 0.0) for c in same) for k in keys}
-            first = Cand(first.id, first.text, statistics.fmean(c.score for c in same), probs, first.model,
+            all_probs = [c.probs for c in same if c.probs]
+            if len(all_probs) == len(same):
+                keys = set().union(*all_probs)
+                probs = {k: statistics.fmean(ps.get(k, 0.0) for ps in all_probs) for k in keys}
+            first = Cand(first.id, first.text, statistics.fmean(_scored(c) for c in same), probs, first.model,
                          first.judges, first.rubrics)
         distinct.append(first)
     if not scored:
         return [], "no_scored_candidate"
     if len(distinct) < 2:
         return [], ("identical_responses" if len(scored) > 1 else "one_scored_candidate")
-    if max(c.score for c in distinct) - min(c.score for c in distinct) <= TIE_EPS:
+    if max(_scored(c) for c in distinct) - min(_scored(c) for c in distinct) <= TIE_EPS:
         return [], "all_tied"
     # every ordered pair (better, worse) that clears the tie threshold, largest gap first
-    order = sorted(range(len(distinct)), key=lambda i: -distinct[i].score)     # stable: earlier candidate first
+    order = sorted(range(len(distinct)), key=lambda i: -_scored(distinct[i]))     # stable: earlier candidate first
     cand_pairs = [(distinct[i], distinct[j]) for a, i in enumerate(order) for j in order[a + 1:]
-                  if distinct[i].score - distinct[j].score > TIE_EPS]
-    admissible, why = [], Counter()
+                  if _scored(distinct[i]) - _scored(distinct[j]) > TIE_EPS]
+    admissible: list[tuple[Cand, Cand]] = []
+    why: Counter[str] = Counter()
     for c, r in cand_pairs:
-        if c.score - r.score < margin:
+        if _scored(c) - _scored(r) < margin:
             why["below_margin"] += 1
         elif not length_ok(c.text, r.text, opts.max_length_ratio):
             why["length_ratio"] += 1
@@ -338,11 +356,12 @@ def _select(cands: list[Cand], opts: PairOptions, margin: float, rng: random.Ran
     drops.update(why)                         # counted for every policy: these pairs failed a filter
     if not admissible:
         return [], ("below_margin" if why["below_margin"] and not why["length_ratio"] else
-                    "length_ratio" if why["length_ratio"] and not why["below_margin"] else "below_margin_or_length_ratio")
+                    "length_ratio" if why["length_ratio"] and not why["below_margin"] else
+                    "below_margin_or_length_ratio")
     if opts.policy == "all_pairs":
         return admissible, None
     if opts.policy == "best_vs_worst":
-        return [max(admissible, key=lambda cr: cr[0].score - cr[1].score)], None
+        return [max(admissible, key=lambda cr: _scored(cr[0]) - _scored(cr[1]))], None
     best = distinct[order[0]]
     options = [cr for cr in admissible if cr[0] is best]
     if not options:
@@ -384,9 +403,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
     opts.check()
     margin = DEFAULT_MARGIN[mode] if opts.min_margin is None else opts.min_margin
     pairs: list[dict] = []
-    drops = Counter()            # candidate pairs / pairwise rows not used, by reason
-    unscored = Counter()         # input rows with a failed verdict, by reason code
-    no_pair = Counter()          # prompts without a pair, by reason
+    drops: Counter[str] = Counter()      # candidate pairs / pairwise rows not used, by reason
+    unscored: Counter[str] = Counter()   # input rows with a failed verdict, by reason code
+    no_pair: Counter[str] = Counter()    # prompts without a pair, by reason
     n_prompts = 0
     for row in rows:
         if row.get("error"):
@@ -419,8 +438,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
                 continue
             scores = row.get("scores") or [-(row["ranking"].index(k)) for k in range(len(row["responses"]))]
             models = row.get("models") or [None] * len(row["responses"])
-            cands = [Cand(id=f"{pid}-{k}", text=t, score=float(s), probs=None, model=models[k] if k < len(models) else None,
-                          judges=[row.get("judge") or "?"], rubrics=[row.get("rubric") or "?"])
+            cands = [Cand(id=f"{pid}-{k}", text=t, score=float(s), probs=None,
+                          model=models[k] if k < len(models) else None, judges=[row.get("judge") or "?"],
+                          rubrics=[row.get("rubric") or "?"])
                      for k, (t, s) in enumerate(zip(row["responses"], scores))]
             p_table = {(o["a"], o["b"]): o["p_a"] for o in (row.get("orders") or []) if {"a", "b", "p_a"} <= set(o)}
             chosen, reason = _select(cands, opts, margin, random.Random(f"{opts.seed}:{pid}"), drops)
@@ -458,8 +478,9 @@ def build_pairs_from_rows(rows: list[dict], mode: str, opts: PairOptions | None 
             if not length_ok(row["response_a"], row["response_b"], opts.max_length_ratio):
                 no_pair["length_ratio"] += 1
                 continue
-            a = Cand(f"{pid}-a", row["response_a"], None, None, row.get("model_a"), [row.get("judge") or "?"], [row.get("rubric") or "?"])
-            b = Cand(f"{pid}-b", row["response_b"], None, None, row.get("model_b"), [row.get("judge") or "?"], [row.get("rubric") or "?"])
+            by = ([row.get("judge") or "?"], [row.get("rubric") or "?"])
+            a = Cand(f"{pid}-a", row["response_a"], None, None, row.get("model_a"), list(by[0]), list(by[1]))
+            b = Cand(f"{pid}-b", row["response_b"], None, None, row.get("model_b"), list(by[0]), list(by[1]))
             c, r, p = (a, b, p_a) if p_a > 0.5 else (b, a, 1 - p_a)
             pairs.append(_pair_row(prompt_messages(row), c, r, pid=pid, mode=mode, p_chosen=p,
                                    consistent=consistent, weight=weight_of(consistent)))
@@ -479,7 +500,8 @@ def compute_stats(rows, mode, pairs, opts, margin, *, n_prompts, unscored, no_pa
     lr = [len(p["rejected"][0]["content"]) for p in pairs]
     checked = [r["consistent"] for r in rows if not r.get("error") and r.get("consistent") is not None]
     pair_checked = [p["consistent"] for p in pairs if p["consistent"] is not None]
-    judges = sorted({j for p in pairs for j in p["judge"].split(",")} | {r.get("judge") for r in rows if r.get("judge")})
+    judges = sorted({j for p in pairs for j in p["judge"].split(",")}
+                    | {r["judge"] for r in rows if r.get("judge")})
     rubrics = sorted({r.get("rubric") for r in rows if r.get("rubric")})
     samplers = sorted({r.get("model") for r in rows if r.get("model")} |
                       {m for r in rows for m in (r.get("model_a"), r.get("model_b")) if m})
@@ -502,12 +524,14 @@ def compute_stats(rows, mode, pairs, opts, margin, *, n_prompts, unscored, no_pa
                    # pairwise: several rows (pair ids) can share one prompt, so count prompts by content
                    "prompts_with_pairs": len({json.dumps(p["prompt"], sort_keys=True) if mode == "pairwise"
                                               else p["prompt_id"] for p in pairs}), "pairs": len(pairs)},
-        "dropped": {"unscored_rows": dict(sorted(unscored.items())), "prompts_without_pair": dict(sorted(no_pair.items())),
+        "dropped": {"unscored_rows": dict(sorted(unscored.items())),
+                    "prompts_without_pair": dict(sorted(no_pair.items())),
                     "candidate_pairs": dict(sorted(drops.items()))},
         "scores": {"chosen": describe([p["score_chosen"] for p in pairs if p["score_chosen"] is not None]),
                    "rejected": describe([p["score_rejected"] for p in pairs if p["score_rejected"] is not None]),
                    "margin": describe([p["margin"] for p in pairs if p["margin"] is not None]),
-                   "p_chosen_mean": (statistics.fmean(v) if (v := [p["p_chosen"] for p in pairs if p["p_chosen"] is not None]) else None)},
+                   "p_chosen_mean": (statistics.fmean(v) if (v := [p["p_chosen"] for p in pairs
+                                                                   if p["p_chosen"] is not None]) else None)},
         "position_consistency": {"checked": len(checked), "consistent": sum(map(bool, checked)),
                                  "rate": (sum(map(bool, checked)) / len(checked)) if checked else None,
                                  "pairs_checked": len(pair_checked),
@@ -526,10 +550,12 @@ def bias_audit(rows, pairs, checked, length_corr, judges, samplers) -> dict:
     n = len(pairs)
     lc = [len(p["chosen"][0]["content"]) for p in pairs]
     lr = [len(p["rejected"][0]["content"]) for p in pairs]
-    judge_fams = {model_family(j) for j in judges}
-    sampler_fams = {model_family(s) for s in samplers}
+    # names are non-empty, so every family is known (model_family gives None only for no name)
+    judge_fams = {f for j in judges if (f := model_family(j))}
+    sampler_fams = {f for s in samplers if (f := model_family(s))}
     # self-preference: in pairs where exactly one side comes from the judge's family, how often it wins
-    mixed = [p for p in pairs if (model_family(p["model_chosen"]) in judge_fams) != (model_family(p["model_rejected"]) in judge_fams)
+    mixed = [p for p in pairs
+             if (model_family(p["model_chosen"]) in judge_fams) != (model_family(p["model_rejected"]) in judge_fams)
              and p["model_chosen"] and p["model_rejected"]]
     own_wins = sum(model_family(p["model_chosen"]) in judge_fams for p in mixed)
     same = sorted(judge_fams & sampler_fams)
@@ -549,7 +575,8 @@ def bias_audit(rows, pairs, checked, length_corr, judges, samplers) -> dict:
         "length_gap_mean_chars": statistics.fmean(a - b for a, b in zip(lc, lr)) if n else None,
         "chosen_longer_rate": (sum(a > b for a, b in zip(lc, lr)) / n) if n else None,
         "score_length_spearman": length_corr,
-        "self_preference": {"judge_families": sorted(f for f in judge_fams if f), "sampler_families": sorted(f for f in sampler_fams if f),
+        "self_preference": {"judge_families": sorted(f for f in judge_fams if f),
+                            "sampler_families": sorted(f for f in sampler_fams if f),
                             "same_family": bool(same), "mixed_pairs": len(mixed),
                             "own_family_win_rate": (own_wins / len(mixed)) if mixed else None, "note": note},
     }
@@ -559,7 +586,8 @@ def render_audit(stats: dict) -> str:
     b = stats["bias"]
     f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
     lines = ["bias audit:",
-             f"  position flip rate: {f(b['position_flip_rate'], '.1%')} of {b['position_checked']} order-checked verdicts"
+             f"  position flip rate: {f(b['position_flip_rate'], '.1%')} of {b['position_checked']} "
+             "order-checked verdicts"
              + ("" if b["position_checked"] else " (absolute judging shows one response at a time)"),
              f"  length gap chosen - rejected: {f(b['length_gap_mean_chars'], '+.1f')} chars; chosen longer in "
              f"{f(b['chosen_longer_rate'], '.0%')} of pairs",
@@ -605,7 +633,8 @@ def render_card(stats: dict, meta: dict) -> str:
                           stats["length"], stats["bias"])
     prov = stats["provenance"]
     lines = ["---", "tags:", "- rlaif", "- dpo", "- preference", "- synthetic", "task_categories:", "- text-generation",
-             "size_categories:", f"- {'n<1K' if c['pairs'] < 1000 else '1K<n<10K' if c['pairs'] < 10000 else '10K<n<100K'}",
+             "size_categories:",
+             f"- {'n<1K' if c['pairs'] < 1000 else '1K<n<10K' if c['pairs'] < 10000 else '10K<n<100K'}",
              "---", "", f"# {meta.get('name') or 'Preference dataset'} (built with rlaif)", "",
              "AI-judged preference pairs in TRL's conversational format (`prompt`, `chosen`, `rejected` as message "
              "lists), built by `rlaif pairs`. Numbers below are computed from the rows of this dataset and the "
@@ -639,17 +668,21 @@ def render_card(stats: dict, meta: dict) -> str:
     for k in ("chosen", "rejected", "margin"):
         v = s[k]
         lines.append(f"| {k} | {v['n']} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {_fmt(v['min'])} | {_fmt(v['max'])} | "
-                     f"{' '.join(f'{h}:{n}' for h, n in v['histogram'].items())} |" if v else f"| {k} | 0 | n/a | | | | |")
+                     f"{' '.join(f'{h}:{n}' for h, n in v['histogram'].items())} |"
+                     if v else f"| {k} | 0 | n/a | | | | |")
     lines += ["", f"- mean soft label p_chosen: {_fmt(s['p_chosen_mean'])}",
-              f"- position consistency: {_fmt(pc['rate'])} ({pc['consistent']} of {pc['checked']} order-checked judged rows)"
+              f"- position consistency: {_fmt(pc['rate'])} ({pc['consistent']} of {pc['checked']} "
+              "order-checked judged rows)"
               + ("" if pc["checked"] else " — not applicable: absolute judging shows one response at a time"),
               f"- mean chosen length: {_fmt(ln['chosen_mean_chars'], 1)} chars; mean rejected length: "
               f"{_fmt(ln['rejected_mean_chars'], 1)} chars", "",
               "## Bias audit", "",
-              f"- position flip rate: {_fmt(b['position_flip_rate'])} (of {b['position_checked']} order-checked verdicts)",
+              f"- position flip rate: {_fmt(b['position_flip_rate'])} (of {b['position_checked']} "
+              "order-checked verdicts)",
               f"- length gap (chosen − rejected): {_fmt(b['length_gap_mean_chars'], 1)} chars; chosen is longer in "
               f"{_fmt(b['chosen_longer_rate'])} of pairs",
-              f"- Spearman correlation of score and length over all scored candidates: {_fmt(b['score_length_spearman'])}",
+              "- Spearman correlation of score and length over all scored candidates: "
+              f"{_fmt(b['score_length_spearman'])}",
               f"- self-preference: {b['self_preference']['note']}", "",
               "## Columns", "",
               "- `prompt`, `chosen`, `rejected`: message lists (TRL conversational preference format)",
@@ -663,7 +696,8 @@ def render_card(stats: dict, meta: dict) -> str:
               "`model_rejected`, `mode`: provenance", "",
               "## Use", "", "```python", "from datasets import load_from_disk",
               f"ds = load_from_disk({str(meta.get('dir', '.'))!r})",
-              "# trl.DPOTrainer(model=..., args=DPOConfig(...), train_dataset=ds, processing_class=tokenizer)", "```", ""]
+              "# trl.DPOTrainer(model=..., args=DPOConfig(...), train_dataset=ds, processing_class=tokenizer)",
+              "```", ""]
     return "\n".join(lines)
 
 
@@ -722,7 +756,8 @@ def check_dataset_output(out_dir: str | Path) -> Path:
     return out
 
 
-def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: list[str] = (), meta: dict) -> Path:
+def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, formats: Sequence[str] = (),
+                  meta: dict) -> Path:
     """save_to_disk + card + stats (+ parquet/jsonl exports) into a temp folder, then swapped into
     place, so `out_dir` always holds a complete dataset (the old one or the new one)."""
     from datasets import Dataset
@@ -745,7 +780,8 @@ def write_dataset(pairs: list[dict], stats: dict, out_dir: str | Path, *, format
                 raise RlaifError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
         meta = dict(meta, dir=str(out))
         (tmp / "README.md").write_text(render_card(stats, meta), encoding="utf-8")
-        (tmp / STATS_FILE).write_text(json.dumps({**stats, "meta": meta}, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / STATS_FILE).write_text(json.dumps({**stats, "meta": meta}, indent=2, ensure_ascii=False),
+                                      encoding="utf-8")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

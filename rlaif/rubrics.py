@@ -85,6 +85,14 @@ class Example(BaseModel):
     rationale: str = ""
 
 
+def _default_modes() -> list[Mode]:
+    return ["absolute", "pairwise"]
+
+
+def _default_templates() -> dict[Mode, str]:
+    return {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"}
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -92,7 +100,7 @@ class Rubric(BaseModel):
     description: str = Field(min_length=1)
     scale: Scale
     criteria: list[Criterion] = Field(min_length=1)
-    modes: list[Mode] = Field(default_factory=lambda: ["absolute", "pairwise"], min_length=1)
+    modes: list[Mode] = Field(default_factory=_default_modes, min_length=1)
     # none: the template never sees a reference answer; optional: used when a row has one;
     # required: a row without `reference` is an input error.
     reference: Literal["none", "optional", "required"] = "none"
@@ -100,7 +108,7 @@ class Rubric(BaseModel):
     # (e.g. over-refusal: full_refusal -> 1 ... full_compliance -> 3).
     labels: dict[str, int] | None = None
     examples: list[Example] = Field(default_factory=list)
-    templates: dict[Mode, str] = Field(default_factory=lambda: {"absolute": "absolute.j2", "pairwise": "pairwise.j2", "rank": "rank.j2"})
+    templates: dict[Mode, str] = Field(default_factory=_default_templates)
 
     # set by load_rubric, not by the author
     source: str | None = Field(default=None, exclude=True)
@@ -134,14 +142,17 @@ def cross_checks(data: dict) -> list[str]:
     if not isinstance(data, dict):
         return problems
     scale = data.get("scale")
-    lo = hi = None
+    lo: int | None = None
+    hi: int | None = None
     if isinstance(scale, dict) and all(isinstance(scale.get(k), int) and not isinstance(scale.get(k), bool)
                                        for k in ("min", "max")):
         lo, hi = scale["min"], scale["max"]
-    criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
+    given = data.get("criteria")
+    criteria = given if isinstance(given, list) else []
 
     def outside(v) -> bool:
-        return lo is not None and isinstance(v, int) and not isinstance(v, bool) and not lo <= v <= hi
+        return (lo is not None and hi is not None and isinstance(v, int) and not isinstance(v, bool)
+                and not lo <= v <= hi)
 
     for i, c in enumerate(criteria):
         levels = c.get("levels") if isinstance(c, dict) else None
@@ -161,7 +172,7 @@ def cross_checks(data: dict) -> list[str]:
     for label, v in (labels.items() if isinstance(labels, dict) else ()):
         if outside(v):
             problems.append(f"labels.{label}: {v} is outside the scale {lo}..{hi}")
-    names = [c.get("name") for c in criteria if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    names = [c["name"] for c in criteria if isinstance(c, dict) and isinstance(c.get("name"), str)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"criteria: criterion names must be unique ({', '.join(map(repr, dupes))} given twice)")
@@ -175,7 +186,8 @@ def _problems_from_validation(err: ValidationError, source: str) -> list[Problem
         msg = e["msg"].removeprefix("Value error, ")
         # model-level validators pack several problems into one message
         for part in msg.split("; "):
-            if ": " in part and part.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum() and loc == "(top level)":
+            if (": " in part and part.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum()
+                    and loc == "(top level)"):
                 where, what = part.split(": ", 1)
                 out.append(Problem(f"{source}: {where}", what))
             else:
@@ -195,12 +207,14 @@ def find_rubric(name: str, extra_dirs: list[str | Path] | None = None) -> Path:
             if (d / f"{name}{ext}").exists():
                 return d / f"{name}{ext}"
     known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.y*ml")})
-    raise RubricError([Problem(name, f"unknown rubric; known: {', '.join(known)} (searched {', '.join(map(str, dirs))})")],
+    raise RubricError([Problem(name, f"unknown rubric; known: {', '.join(known)} "
+                                     f"(searched {', '.join(map(str, dirs))})")],
                       source=name)
 
 
 def list_rubrics(extra_dirs: list[str | Path] | None = None) -> list[str]:
-    return sorted({f.stem for d in templates.search_path("rubrics", extra_dirs) if d.is_dir() for f in d.glob("*.y*ml")})
+    return sorted({f.stem for d in templates.search_path("rubrics", extra_dirs) if d.is_dir()
+                   for f in d.glob("*.y*ml")})
 
 
 def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None = None) -> Rubric:
@@ -211,7 +225,8 @@ def parse_rubric(text: str, source: str = "<string>", prompts_dirs: list | None 
         where = f"{source}:{e.line}" if e.line else source
         raise RubricError([Problem(where, str(e).split(": ", 1)[1] if e.line else str(e))], source=source) from None
     if not isinstance(data, dict):
-        raise RubricError([Problem(source, "a rubric must be a YAML mapping (name:, description:, scale:, criteria:)")], source=source)
+        raise RubricError([Problem(source, "a rubric must be a YAML mapping (name:, description:, scale:, criteria:)")],
+                          source=source)
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as e:
@@ -271,7 +286,7 @@ def load_rubric(name: str | Path, rubrics_dirs: list | None = None, prompts_dirs
 
 def sample_row(rubric: Rubric, mode: str) -> dict:
     """A plausible input row for `mode`, for lint trial renders and `rubric render` without --example."""
-    row = {"prompt": "How do I boil an egg?"}
+    row: dict[str, str | list[str]] = {"prompt": "How do I boil an egg?"}
     if mode == "absolute":
         row["response"] = "Put it in boiling water for 8 minutes."
     elif mode == "pairwise":
@@ -309,10 +324,11 @@ def lint(path: str | Path, prompts_dirs: list | None = None) -> list[Problem]:
             continue
         allowed = COMMON_VARS | ROW_VARS[mode]
         for var in sorted(used - allowed):
-            problems.append(Problem(where, f"template reads '{var}', which neither the rubric nor a {mode} row supplies "
-                                           f"(available: {', '.join(sorted(allowed))})"))
+            problems.append(Problem(where, f"template reads '{var}', which neither the rubric nor a {mode} row "
+                                           f"supplies (available: {', '.join(sorted(allowed))})"))
         if rubric.reference != "none" and "reference" not in used:
-            problems.append(Problem(where, f"rubric sets reference: {rubric.reference} but the template never shows it"))
+            problems.append(Problem(where, f"rubric sets reference: {rubric.reference} "
+                                           "but the template never shows it"))
         for generative in (False, True):
             try:
                 build_messages(rubric, mode, sample_row(rubric, mode), generative=generative,

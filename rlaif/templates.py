@@ -49,8 +49,8 @@ def search_path(kind: str, extra: list[str | Path] | None = None) -> list[Path]:
     env = os.environ.get(f"RLAIF_{kind.upper()}_PATH", "")
     for p in extra or []:       # a folder the user named must exist: a typo would silently search nothing
         if not Path(p).is_dir():
-            raise ConfigError([Problem(f"{kind}_dirs", f"{p}: {'not a folder' if Path(p).exists() else 'no such folder'}")],
-                              source="options")
+            why = "not a folder" if Path(p).exists() else "no such folder"
+            raise ConfigError([Problem(f"{kind}_dirs", f"{p}: {why}")], source="options")
     return list(_search_path(kind, tuple(str(p) for p in (extra or [])), env, os.getcwd()))
 
 
@@ -198,16 +198,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _wrap_concat(tree, cat) -> None:
+def _wrap_concat(tree: nodes.Node, cat: nodes.Concat) -> None:
     """Replace Concat node `cat` in `tree` by rlaif_sized(cat) (size-checked after each `~`)."""
+    lineno = cat.lineno
     for parent in tree.find_all(nodes.Node):
         for field in parent.fields:
             value = getattr(parent, field, None)
             if value is cat:
-                setattr(parent, field, nodes.Filter(cat, "rlaif_sized", [], [], None, None, lineno=cat.lineno))
+                setattr(parent, field, nodes.Filter(cat, "rlaif_sized", [], [], None, None, lineno=lineno))
                 return
             if isinstance(value, list) and any(v is cat for v in value):
-                setattr(parent, field, [nodes.Filter(v, "rlaif_sized", [], [], None, None, lineno=cat.lineno)
+                setattr(parent, field, [nodes.Filter(v, "rlaif_sized", [], [], None, None, lineno=lineno)
                                         if v is cat else v for v in value])
                 return
 
@@ -229,6 +230,11 @@ def _environment(dirs: tuple[str, ...]) -> ImmutableSandboxedEnvironment:
     return env
 
 
+def _search_dirs(extra_dirs: list[str | Path] | None) -> str:
+    """The template search path as one line, for 'not found' errors."""
+    return ", ".join(str(d) for d in search_path("prompts", extra_dirs))
+
+
 def environment(extra_dirs: list[str | Path] | None = None) -> ImmutableSandboxedEnvironment:
     return _environment(tuple(str(d) for d in search_path("prompts", extra_dirs)))
 
@@ -236,11 +242,12 @@ def environment(extra_dirs: list[str | Path] | None = None) -> ImmutableSandboxe
 def template_source(name: str, extra_dirs: list[str | Path] | None = None) -> tuple[str, str]:
     """(source text, file path) of a template, following the search path."""
     env = environment(extra_dirs)
+    assert env.loader is not None       # _environment always sets a FileSystemLoader
     try:
         src, filename, _ = env.loader.get_source(env, name)
-    except TemplateNotFound:
-        raise TemplateError(f"template '{name}' not found in {', '.join(str(d) for d in search_path('prompts', extra_dirs))}")
-    return src, filename
+    except TemplateNotFound as e:
+        raise TemplateError(f"template '{name}' not found in {_search_dirs(extra_dirs)}") from e
+    return src, filename or name          # a FileSystemLoader always gives the file name
 
 
 def undeclared_variables(name: str, extra_dirs: list[str | Path] | None = None) -> set[str]:
@@ -250,7 +257,7 @@ def undeclared_variables(name: str, extra_dirs: list[str | Path] | None = None) 
     try:
         ast = env.parse(src, name=name, filename=filename)
     except TemplateSyntaxError as e:
-        raise TemplateError(f"{filename}:{e.lineno}: syntax error: {e.message}")
+        raise TemplateError(f"{filename}:{e.lineno}: syntax error: {e.message}") from e
     return set(meta.find_undeclared_variables(ast))
 
 
@@ -259,10 +266,10 @@ def render_messages(name: str, context: dict, extra_dirs: list[str | Path] | Non
     env = environment(extra_dirs)
     try:
         tmpl = env.get_template(name)
-    except TemplateNotFound:
-        raise TemplateError(f"template '{name}' not found in {', '.join(str(d) for d in search_path('prompts', extra_dirs))}")
+    except TemplateNotFound as e:
+        raise TemplateError(f"template '{name}' not found in {_search_dirs(extra_dirs)}") from e
     except TemplateSyntaxError as e:
-        raise TemplateError(f"{e.filename or name}:{e.lineno}: syntax error: {e.message}")
+        raise TemplateError(f"{e.filename or name}:{e.lineno}: syntax error: {e.message}") from e
     if "user" not in tmpl.blocks:
         raise TemplateError(f"template '{name}' has no {{% block user %}}: a judge template needs one")
     messages: list[Message] = []
@@ -286,11 +293,11 @@ def render_messages(name: str, context: dict, extra_dirs: list[str | Path] | Non
         raise TemplateError(f"template '{name}' was refused by the sandbox (unsafe access or past a render "
                             f"limit): {e}") from None
     except UndefinedError as e:
-        raise TemplateError(f"template '{name}' uses a variable the rubric/row does not supply: {e.message}")
+        raise TemplateError(f"template '{name}' uses a variable the rubric/row does not supply: {e.message}") from e
     except TemplateSyntaxError as e:
-        raise TemplateError(f"{e.filename or name}:{e.lineno}: syntax error: {e.message}")
-    except Exception as e:  # noqa: BLE001 - anything else from a template is the template's fault
-        raise TemplateError(f"template '{name}' failed to render: {type(e).__name__}: {e}")
+        raise TemplateError(f"{e.filename or name}:{e.lineno}: syntax error: {e.message}") from e
+    except Exception as e:  # anything else from a template is the template's fault (re-raised with its cause)
+        raise TemplateError(f"template '{name}' failed to render: {type(e).__name__}: {e}") from e
     finally:
         _current.reset(token)
     return messages

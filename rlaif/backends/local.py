@@ -61,7 +61,7 @@ class LocalBackend:
         self._model, self._tok = model_obj, tokenizer
         self._load_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
-        self._worker_loop = None
+        self._worker_loop: asyncio.AbstractEventLoop | None = None
         self._option_cache: dict[tuple, object] = {}
 
     # -- loading -------------------------------------------------------------------------
@@ -72,7 +72,8 @@ class LocalBackend:
                 try:
                     self._model, self._tok = load_model(self.model_name, device=self.device, dtype=self.dtype)
                 except OSError as e:
-                    raise BackendError(f"cannot load local model '{self.model_name}': {e}", code="model_not_found") from e
+                    raise BackendError(f"cannot load local model '{self.model_name}': {e}",
+                                       code="model_not_found") from e
             tok = self._tok
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
@@ -125,7 +126,8 @@ class LocalBackend:
                     stop.set()
                     raise
                 except BaseException as e:  # noqa: BLE001 - delivered to each waiting caller
-                    err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}", code="backend_error")
+                    err = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}",
+                                                                             code="backend_error")
                     for p in group:
                         if not p.future.done():
                             p.future.set_exception(err)
@@ -212,18 +214,20 @@ class LocalBackend:
         with torch.inference_mode():   # row chunks: a padded batch's CPU attention is rows × T² (issue 14 #10)
             last = last_token_logits(model, enc["input_ids"], enc["attention_mask"])
         logprobs = torch.log_softmax(last.float(), dim=-1)
-        option_ids = self._option_ids(tok, params.options)
+        options = params.options
+        assert options, "_score runs only for a one-token request with options (_run)"
+        option_ids = self._option_ids(tok, options)
         if option_ids is not None:
             opt_lp = [{o: float(torch.logsumexp(logprobs[i, ids], 0)) for o, ids in option_ids.items()}
                       for i in range(len(batch_messages))]
         else:
-            opt_lp = self._score_sequences(model, tok, enc, params.options)
+            opt_lp = self._score_sequences(model, tok, enc, options)
         k = params.top_logprobs or 5
         top = torch.topk(logprobs, k, dim=-1)
         results = []
         for i in range(len(batch_messages)):
             alts = {tok.decode([int(t)]): float(v) for v, t in zip(top.values[i], top.indices[i])}
-            text = max(opt_lp[i], key=opt_lp[i].get) if opt_lp[i] else tok.decode([int(top.indices[i, 0])])
+            text = max(opt_lp[i], key=opt_lp[i].__getitem__) if opt_lp[i] else tok.decode([int(top.indices[i, 0])])
             results.append(Completion(text=text, option_logprobs=opt_lp[i], top_logprobs=[alts],
                                       usage=Usage(int(enc["attention_mask"][i].sum()), 1), finish_reason="length"))
         return results
@@ -234,7 +238,7 @@ class LocalBackend:
 
         seqs = {o: tok.encode(o, add_special_tokens=False) for o in options}
         n = enc["input_ids"].shape[0]
-        raw = [{} for _ in range(n)]
+        raw: list[dict[str, float]] = [{} for _ in range(n)]
         for o, ids in seqs.items():
             add = torch.tensor(ids, device=enc["input_ids"].device).unsqueeze(0).expand(n, -1)
             input_ids = torch.cat([enc["input_ids"], add], dim=1)
@@ -353,8 +357,8 @@ class _SeededSampler:
 
         self.temperature, self.top_p = temperature, top_p
         # A request without a seed gets a fresh random one: unseeded means not reproducible, as asked.
-        self.gens = [torch.Generator(device=device).manual_seed(s if s is not None else random.SystemRandom().randrange(2**63))
-                     for s in seeds]
+        self.gens = [torch.Generator(device=device)
+                     .manual_seed(s if s is not None else random.SystemRandom().randrange(2**63)) for s in seeds]
 
     def __call__(self, input_ids, scores):
         import torch

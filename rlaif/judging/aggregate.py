@@ -110,11 +110,15 @@ def aggregate(mode: str, verdicts: list[Judgment], how: str = "mean", weights: l
     return j
 
 
+def gold_field(row: dict) -> str | None:
+    """Which field holds a gold row's human label: the first of GOLD_FIELDS present (not null).
+    The one reading of gold labels, shared by jury weights and `rlaif rubric test` (gold.py)."""
+    return next((f for f in GOLD_FIELDS if row.get(f) is not None), None)
+
+
 def gold_label(row: dict):
-    for f in GOLD_FIELDS:
-        if row.get(f) is not None:
-            return row[f]
-    return None
+    f = gold_field(row)
+    return None if f is None else row[f]
 
 
 def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float:

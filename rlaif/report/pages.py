@@ -20,35 +20,38 @@ from rlaif.report.svg import (
     interval_plot,
     nice_max,
     num,
+    pct,
+    pct_delta,
 )
 
 # ---------------------------------------------------------------------------------------------
 # Page
 # ---------------------------------------------------------------------------------------------
-CSS = """
-body{%s;margin:24px auto;max-width:1280px;color:#111;padding:0 16px}
+CSS = "\nbody{" + FONT + """;margin:24px auto;max-width:1280px;color:#111;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta{color:#555;font-size:13px} .grid{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:150px}
 .card .v{font-size:26px;font-weight:700} .card .l{font-size:12px;color:#555}
 .flag{background:#fff4e5;border-left:4px solid #ff9800;padding:8px 12px;margin:6px 0;font-size:14px}
-table{border-collapse:collapse;font-size:13px} td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#fafafa} td.n{text-align:right;font-variant-numeric:tabular-nums} tr.head td{font-weight:700}
 .ex{font-size:12px;white-space:pre-wrap;max-width:380px;max-height:140px;overflow:hidden;color:#333}
 .small{font-size:12px;color:#555} svg.chart{background:#fff;border:1px solid #eee;border-radius:6px}
-""" % FONT
+"""
 
 
 def page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="generator" content="rlaif report"><style>{CSS}</style></head><body>{body}'
-            f'<p class="small">Made by <code>rlaif report</code>. Self-contained: no scripts, no network.</p></body></html>')
+            f'<p class="small">Made by <code>rlaif report</code>. '
+            f'Self-contained: no scripts, no network.</p></body></html>')
 
 
 def cards(items: list[tuple[str, str, str]]) -> str:
     return '<div class="grid">' + "".join(
-        f'<div class="card"><div class="v">{esc(v)}</div><div class="l">{esc(l)}</div>'
-        f'<div class="small">{esc(s)}</div></div>' for v, l, s in items) + "</div>"
+        f'<div class="card"><div class="v">{esc(v)}</div><div class="l">{esc(label)}</div>'
+        f'<div class="small">{esc(s)}</div></div>' for v, label, s in items) + "</div>"
 
 
 def table(header: list[str], rows: list[list], cls_rows: list[str] | None = None) -> str:
@@ -56,8 +59,9 @@ def table(header: list[str], rows: list[list], cls_rows: list[str] | None = None
     for i, r in enumerate(rows):
         cls = f' class="{cls_rows[i]}"' if cls_rows and cls_rows[i] else ""
         out.append(f"<tr{cls}>" + "".join(c if isinstance(c, Raw) else
-                                          (f'<td class="n">{esc(num(c))}</td>' if isinstance(c, (int, float)) or c is None
-                                           else f"<td>{esc(c)}</td>") for c in r) + "</tr>")
+                                          (f'<td class="n">{esc(num(c))}</td>'
+                                           if isinstance(c, (int, float)) or c is None else f"<td>{esc(c)}</td>")
+                                          for c in r) + "</tr>")
     return "".join(out) + "</table>"
 
 
@@ -84,9 +88,9 @@ def rubric_test_charts(res: dict) -> dict[str, str]:
     ci = lambda k: (M.get(k) or {}).get("ci")  # noqa: E731
     charts = {}
     conf = res["confusion"]
-    names = {str(v): f"{v} {k}" for k, v in (res["rubric"].get("labels") or {}).items()}
+    label_names = {str(v): f"{v} {k}" for k, v in (res["rubric"].get("labels") or {}).items()}
     labels = [str(x) for x in conf["labels"]]
-    shown = [names.get(str(x), str(x)) for x in conf["labels"]]
+    shown = [label_names.get(str(x), str(x)) for x in conf["labels"]]
     charts["confusion"] = heatmap(conf["matrix"], shown, labels, "confusion matrix (rows: human)")
     hist = res["histograms"]
     charts["labels"] = bar_chart(shown, {"human": [hist["human"].get(k, 0) for k in labels],
@@ -113,8 +117,9 @@ def rubric_test_charts(res: dict) -> dict[str, str]:
         rows = ["kappa_quadratic", "kappa_linear", "kappa", "accuracy", "spearman"]
     cal = res["calibration"]
     charts["calibration"] = calibration_plot(cal["bins"], f"calibration (ECE {num(cal.get('ece'))})",
-                                             x_label=cal.get("x_label", "predicted"), y_label=cal.get("y_label", "observed"))
-    extra = {}
+                                             x_label=cal.get("x_label", "predicted"),
+                                             y_label=cal.get("y_label", "observed"))
+    extra: dict[str, list[tuple[float, str]]] = {}
     for bname, b in res["baselines"].items():
         for k, v in b.items():
             extra.setdefault(k, []).append((v, bname))
@@ -138,7 +143,8 @@ def rubric_test_html(res: dict) -> str:
     head = res["headline"]
     charts = rubric_test_charts(res)
     b = [f"<h1>Rubric test: {esc(res['rubric']['id'])}</h1>",
-         f'<div class="meta">judge <b>{esc(res["judge"])}</b> ({esc(res["method"])}) · gold <code>{esc(res["gold"]["path"])}</code> '
+         f'<div class="meta">judge <b>{esc(res["judge"])}</b> ({esc(res["method"])}) · gold '
+         f'<code>{esc(res["gold"]["path"])}</code> '
          f'({esc(mode)}, {res["n"]} of {res["gold"]["rows_in_file"]} items, {res["scored"]} scored) · '
          f'{esc(res["created"])} · '
          + (f'tie rule: {esc(res["settings"].get("tie_rule") or "-")}' if mode == "pairwise" else
@@ -150,7 +156,8 @@ def rubric_test_html(res: dict) -> str:
         heads.append((num(bl.get(head)), f"{head}: {bname}", "baseline"))
     heads.append((num(M["accuracy"]["value"]), "accuracy", ci_str(M["accuracy"])))
     if mode == "pairwise":
-        heads.append((num(M["position_consistency"]["value"]), "position consistency", ci_str(M["position_consistency"])))
+        pc = M["position_consistency"]
+        heads.append((num(pc["value"]), "position consistency", ci_str(pc)))
     else:
         heads.append((num(M["spearman"]["value"]), "Spearman ρ", ci_str(M["spearman"])))
     heads.append((f"{res['coverage']:.1%}" if res["coverage"] is not None else "n/a", "coverage",
@@ -162,14 +169,16 @@ def rubric_test_html(res: dict) -> str:
     bnames = list(res["baselines"])
     rows, cls = [], []
     for k, m in M.items():
-        rows.append([k, m["value"], ci_str(m), *[res["baselines"][bn].get(k) if k in res["baselines"][bn] else "" for bn in bnames],
+        rows.append([k, m["value"], ci_str(m),
+                     *[res["baselines"][bn].get(k) if k in res["baselines"][bn] else "" for bn in bnames],
                      METRIC_DOCS.get(k, "")])
         cls.append("head" if k == head else "")
     b.append(table(["metric", "judge", "95% CI", *bnames, "meaning"], rows, cls))
     b.append("<h2>Distributions and biases</h2>")
     b.append('<div class="grid">' + charts["labels"] + charts["scores"] + charts.get("position", "")
              + charts.get("length", "") + charts["calibration"] + "</div>")
-    b.append("<h2>Example disagreements</h2><p class='small'>The judge's most confident disagreements with the human label.</p>")
+    b.append("<h2>Example disagreements</h2><p class='small'>The judge's most confident disagreements with the human "
+             "label.</p>")
     ex = _disagreements(res)
     if not ex:
         b.append("<p>none: the judge agrees with every scored human label.</p>")
@@ -196,7 +205,8 @@ HOW_TO_READ = """<h2>How to read this report</h2><ul class="small">
 <li><b>Accuracy without ties</b> forces the judge to choose on the items people did not call a tie.</li>
 <li><b>Position</b>: "first slot" is how often a single-order verdict picks whichever response was shown first;
 0.5 is unbiased. The final verdict averages both orders, so "judge: A" should sit near "human: A".</li>
-<li><b>Length</b>: if the judge prefers the longer response much more often than people do, the rubric rewards verbosity.</li>
+<li><b>Length</b>: if the judge prefers the longer response much more often than people do,
+the rubric rewards verbosity.</li>
 <li><b>Calibration</b>: points on the dashed diagonal mean the judge's probabilities can be read as frequencies.</li>
 <li>Lines are 95% bootstrap intervals over items; with a few hundred items a κ is uncertain by about ±0.07.</li>
 </ul>"""
@@ -208,7 +218,8 @@ HOW_TO_READ = """<h2>How to read this report</h2><ul class="small">
 def rubric_diff_html(res: dict) -> str:
     ch = res["changes"]
     b = [f"<h1>Rubric diff: {esc(res['old']['rubric']['id'])} → {esc(res['new']['rubric']['id'])}</h1>",
-         f'<div class="meta">gold <code>{esc(res["gold"]["path"])}</code> · {res["items_compared"]} items scored by both · '
+         f'<div class="meta">gold <code>{esc(res["gold"]["path"])}</code> · {res["items_compared"]} items '
+         f'scored by both · '
          f'judges {esc(res["old"]["judge"])} / {esc(res["new"]["judge"])}</div>']
     rows = [(k, c["delta"], c["ci"]) for k, c in ch.items() if c["delta"] is not None]
     span = max([abs(x) for _, d, c in rows for x in ([d] + (c or []))] + [0.05])
@@ -232,8 +243,10 @@ def judged_summary(rows: list[dict]) -> dict:
     from rlaif import agreement as ag
 
     scored = [r for r in rows if not r.get("error")]
-    out = {"n": len(rows), "scored": len(scored), "unscored": dict(Counter(r["error"] for r in rows if r.get("error"))),
-           "judges": dict(Counter(r.get("judge") for r in rows)), "rubrics": dict(Counter(r.get("rubric") for r in rows))}
+    out = {"n": len(rows), "scored": len(scored),
+           "unscored": dict(Counter(r["error"] for r in rows if r.get("error"))),
+           "judges": dict(Counter(r.get("judge") for r in rows)),
+           "rubrics": dict(Counter(r.get("rubric") for r in rows))}
     pw = [r for r in scored if r.get("p_a") is not None]
     ab = [r for r in scored if r.get("score") is not None]
     if pw:
@@ -273,8 +286,8 @@ def judged_html(rows: list[dict], source: str) -> str:
         charts.append(bar_chart(["first slot", "P(first)", "final: A", "consistent", "longer"],
                                 {"share": [p["first_position_rate"], p["mean_p_first"], p["a_rate"],
                                            p["position_consistency"], p["prefers_longer"]]},
-                                "position and length (0.5 = no preference)", ymax=1.0, fmt=lambda v: f"{v:.2f}", ref=0.5,
-                                w=460))
+                                "position and length (0.5 = no preference)", ymax=1.0, fmt=lambda v: f"{v:.2f}",
+                                ref=0.5, w=460))
     if "absolute" in s:
         a = s["absolute"]
         lo, hi = math.floor(min(a["scores"])), math.ceil(max(a["scores"]))
@@ -304,14 +317,6 @@ def _bin(values, edges) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Eval report (rlaif.eval/1)
 # ---------------------------------------------------------------------------------------------
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _delta(v) -> str:
-    return "n/a" if v is None else f"{100 * v:+.1f} pts"
-
-
 def eval_charts(res: dict) -> dict[str, str]:
     """The eval report's charts by name (the full page and the PNG summary use them)."""
     wr, cap, ref = res.get("win_rate"), res.get("capability"), res.get("refusal")
@@ -352,22 +357,24 @@ def eval_html(res: dict, source: str) -> str:
     st, wr, cap, ref = res.get("settings", {}), res.get("win_rate"), res.get("capability"), res.get("refusal")
     b = [f"<h1>Eval: {esc(Path(str(st.get('adapter', source))).name)} vs its base</h1>",
          f'<div class="meta">judge {esc(res.get("judge"))} · rubric {esc(res.get("rubric"))} · refusals judged with '
-         f'{esc(res.get("refusal_rubric"))} · {esc(st.get("decoding", ""))} decoding · {esc(res.get("created", ""))}</div>']
+         f'{esc(res.get("refusal_rubric"))} · {esc(st.get("decoding", ""))} decoding · '
+         f'{esc(res.get("created", ""))}</div>']
     b += [f'<div class="flag">⚠ {esc(w)}</div>' for w in res.get("warnings") or []]
     heads = []
     if wr:
-        heads.append((_pct(wr["value"]), "judged win rate", f"95% CI {_pct(wr['ci'][0])}–{_pct(wr['ci'][1])} · "
+        heads.append((pct(wr["value"]), "judged win rate", f"95% CI {pct(wr['ci'][0])}–{pct(wr['ci'][1])} · "
                       f"{wr['n']} prompts, position consistency {num(wr.get('position_consistency'))}"))
     if cap:
-        heads.append((_delta(cap["delta"]), "capability change", f"exact match {_pct(cap['base']['accuracy'])} → "
-                      f"{_pct(cap['adapter']['accuracy'])} (n {cap['base']['n']})"))
+        heads.append((pct_delta(cap["delta"]), "capability change", f"exact match {pct(cap['base']['accuracy'])} → "
+                      f"{pct(cap['adapter']['accuracy'])} (n {cap['base']['n']})"))
     if ref:
         for label, what in (("safe", "over-refusal change"), ("unsafe", "unsafe-refusal change")):
             r = ref[label]
-            heads.append((_delta(r["delta"]), what, f"{_pct(r['base']['rate'])} → {_pct(r['adapter']['rate'])} "
+            heads.append((pct_delta(r["delta"]), what, f"{pct(r['base']['rate'])} → {pct(r['adapter']['rate'])} "
                           f"of {r['base']['n']} {label} prompts"))
     b.append(cards(heads))
-    parts = [wr or {}] + ([ref[label][side] for label in ("safe", "unsafe") for side in ("base", "adapter")] if ref else [])
+    parts = [wr or {}] + ([ref[label][side] for label in ("safe", "unsafe") for side in ("base", "adapter")]
+                          if ref else [])
     unscored = sum((Counter(p.get("unscored") or {}) for p in parts), Counter())     # summed over the sub-reports
     if unscored:
         b.append(f'<div class="flag">⚠ unscored judgments (excluded, not guessed): '
@@ -385,7 +392,8 @@ def eval_html(res: dict, source: str) -> str:
     if flipped:
         b.append("<h2>Refusal changed</h2>" + table(
             ["id", "label", "prompt", "base", "adapter"],
-            [[r["id"], r["label"], td_ex(r["prompt"]), td_ex(("refused: " if r["base_refused"] else "answered: ") + r["base"]),
+            [[r["id"], r["label"], td_ex(r["prompt"]),
+              td_ex(("refused: " if r["base_refused"] else "answered: ") + r["base"]),
               td_ex(("refused: " if r["adapter_refused"] else "answered: ") + r["adapter"])] for r in flipped]))
     changed = [r for r in items.get("capability") or [] if r.get("base_correct") != r.get("adapter_correct")][:10]
     if changed:
@@ -396,7 +404,7 @@ def eval_html(res: dict, source: str) -> str:
     return page(f"eval {Path(source).name}", "".join(b))
 
 
-def summary_html(res: dict) -> str:
+def summary_html(res: dict) -> str | None:
     """A compact page for the PNG: title, headline numbers, and the main charts."""
     if str(res.get("schema", "")).startswith("rlaif.eval/"):
         return page("summary", '<div class="grid">' + "".join(eval_charts(res).values()) + "</div>")

@@ -25,9 +25,33 @@ def num(v, digits=3) -> str:
     return str(v)
 
 
+def pct(v: float | None) -> str:
+    """A rate as a percentage (the HTML report and the eval console table share it)."""
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def pct_delta(v: float | None, ci: list[float] | tuple[float, float] | None = None) -> str:
+    """A change of a rate in percentage points ("pts"), with its CI when given."""
+    if v is None:
+        return "n/a"
+    return f"{100 * v:+.1f} pts" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny SVG charts. Each returns a complete <svg> element as a string.
 # ---------------------------------------------------------------------------------------------
+def _legend(names: list[str], left: float, h: float, swatch: int) -> str:
+    """One row of colour swatches and series names along the bottom: a square (swatch=10) for bars,
+    a line stroke (swatch=3) for line charts."""
+    out, lx = [], left
+    for si, name in enumerate(names):
+        y_box, y_text = (h - 14, h - 5) if swatch == 10 else (h - 12, h - 6)
+        out.append(f'<rect x="{lx}" y="{y_box}" width="10" height="{swatch}" fill="{PALETTE[si % len(PALETTE)]}"/>'
+                   f'<text x="{lx + 14}" y="{y_text}" font-size="11">{esc(name)}</text>')
+        lx += 24 + 7 * len(name)
+    return "".join(out)
+
+
 def _svg(w, h, body, title) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" '
             f'viewBox="0 0 {w} {h}" role="img" aria-label="{esc(title)}" style="{FONT}">'
@@ -55,7 +79,8 @@ def _yaxis(x0, y0, plot_h, plot_w, ymax, ticks=None, fmt=lambda v: f"{v:g}") -> 
         v = ymax * i / ticks
         y = y0 - plot_h * i / ticks
         out.append(f'<line x1="{x0}" x2="{x0 + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>'
-                   f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="#555">{esc(fmt(v))}</text>')
+                   f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" '
+                   f'fill="#555">{esc(fmt(v))}</text>')
     return "".join(out)
 
 
@@ -79,28 +104,29 @@ def bar_chart(categories: list[str], series: dict[str, list[float | None]], titl
             v = vs[ci]
             x = gx + si * bw
             if v is None:
-                body.append(f'<text x="{x + bw / 2:.1f}" y="{y0 - 3}" text-anchor="middle" font-size="9" fill="#999">n/a</text>')
+                body.append(f'<text x="{x + bw / 2:.1f}" y="{y0 - 3}" text-anchor="middle" font-size="9" '
+                            f'fill="#999">n/a</text>')
                 continue
             bh = ph * max(0.0, min(v, ymax)) / ymax
             body.append(f'<rect x="{x:.1f}" y="{y0 - bh:.1f}" width="{bw * 0.92:.1f}" height="{bh:.1f}" '
-                        f'fill="{PALETTE[si % len(PALETTE)]}"><title>{esc(name)} {esc(cat)}: {esc(fmt(v))}</title></rect>')
+                        f'fill="{PALETTE[si % len(PALETTE)]}"><title>{esc(name)} {esc(cat)}: '
+                        f'{esc(fmt(v))}</title></rect>')
             iv = (intervals or {}).get(name)
             if iv and iv[ci]:
                 lo, hi = (y0 - ph * max(0, min(b, ymax)) / ymax for b in iv[ci])
                 cx = x + bw * 0.46
-                body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="#222" stroke-width="1.2"/>'
+                body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="#222" '
+                            f'stroke-width="1.2"/>'
                             f'<line x1="{cx - 3:.1f}" x2="{cx + 3:.1f}" y1="{hi:.1f}" y2="{hi:.1f}" stroke="#222"/>'
                             f'<line x1="{cx - 3:.1f}" x2="{cx + 3:.1f}" y1="{lo:.1f}" y2="{lo:.1f}" stroke="#222"/>')
-        body.append(f'<text x="{left + gw * (ci + 0.5):.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">{esc(cat)}</text>')
+        body.append(f'<text x="{left + gw * (ci + 0.5):.1f}" y="{y0 + 14}" text-anchor="middle" '
+                    f'font-size="11">{esc(cat)}</text>')
     if ref is not None and 0 <= ref <= ymax:
         y = y0 - ph * ref / ymax
-        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" stroke-dasharray="4 3"/>')
+        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
+                    f'stroke-dasharray="4 3"/>')
     if len(series) > 1:
-        lx = left
-        for si, name in enumerate(series):
-            body.append(f'<rect x="{lx}" y="{h - 14}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>'
-                        f'<text x="{lx + 14}" y="{h - 5}" font-size="11">{esc(name)}</text>')
-            lx += 24 + 7 * len(name)
+        body.append(_legend(list(series), left, h, swatch=10))
     return _svg(w, h, "".join(body), title)
 
 
@@ -135,22 +161,27 @@ def heatmap(matrix: list[list[int]], row_labels: list, col_labels: list, title: 
     left, top = 30 + 7 * max(len(str(x)) for x in row_labels), 48
     w, h = left + cell * n_c + 16, top + cell * n_r + 34
     peak = max([v for r in matrix for v in r] + [1])
-    body = [f'<text x="{left + cell * n_c / 2}" y="36" text-anchor="middle" font-size="11" fill="#555">{esc(col_title)} →</text>',
+    body = [f'<text x="{left + cell * n_c / 2}" y="36" text-anchor="middle" font-size="11" '
+            f'fill="#555">{esc(col_title)} →</text>',
             f'<text x="12" y="{top + cell * n_r / 2}" font-size="11" fill="#555" '
             f'transform="rotate(-90 12 {top + cell * n_r / 2})" text-anchor="middle">{esc(row_title)} →</text>']
     for i, rl in enumerate(row_labels):
-        body.append(f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end" font-size="11">{esc(rl)}</text>')
+        body.append(f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end" '
+                    f'font-size="11">{esc(rl)}</text>')
         for j, _cl in enumerate(col_labels):
             v = matrix[i][j]
             a = v / peak
             fill = f"rgba(66,105,208,{0.08 + 0.92 * a:.3f})"
             diag = ' stroke="#111" stroke-width="2"' if str(row_labels[i]) == str(col_labels[j]) else ' stroke="#fff"'
-            body.append(f'<rect x="{left + cell * j}" y="{top + cell * i}" width="{cell}" height="{cell}" fill="{fill}"{diag}>'
+            body.append(f'<rect x="{left + cell * j}" y="{top + cell * i}" width="{cell}" height="{cell}" '
+                        f'fill="{fill}"{diag}>'
                         f'<title>{esc(row_title)} {esc(rl)}, {esc(col_title)} {esc(col_labels[j])}: {v}</title></rect>'
-                        f'<text x="{left + cell * j + cell / 2}" y="{top + cell * i + cell / 2 + 5}" text-anchor="middle" '
+                        f'<text x="{left + cell * j + cell / 2}" y="{top + cell * i + cell / 2 + 5}" '
+                        f'text-anchor="middle" '
                         f'font-size="13" fill="{"#fff" if a > 0.55 else "#111"}">{v}</text>')
     for j, cl in enumerate(col_labels):
-        body.append(f'<text x="{left + cell * j + cell / 2}" y="{top + cell * n_r + 16}" text-anchor="middle" font-size="11">{esc(cl)}</text>')
+        body.append(f'<text x="{left + cell * j + cell / 2}" y="{top + cell * n_r + 16}" text-anchor="middle" '
+                    f'font-size="11">{esc(cl)}</text>')
     return _svg(w, h, "".join(body), title)
 
 
@@ -165,7 +196,8 @@ def calibration_plot(bins: list[dict], title: str, *, x_label: str = "predicted"
             f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" stroke="#999" stroke-dasharray="4 3"/>']
     for v in (0, 0.5, 1):
         body.append(f'<text x="{sx(v):.1f}" y="{y0 + 14}" text-anchor="middle" font-size="10">{v:g}</text>')
-    body.append(f'<text x="{left + pw / 2}" y="{h - 6}" text-anchor="middle" font-size="11" fill="#555">{esc(x_label)}</text>')
+    body.append(f'<text x="{left + pw / 2}" y="{h - 6}" text-anchor="middle" font-size="11" '
+                f'fill="#555">{esc(x_label)}</text>')
     body.append(f'<text x="12" y="{top + ph / 2}" font-size="11" fill="#555" transform="rotate(-90 12 {top + ph / 2})" '
                 f'text-anchor="middle">{esc(y_label)}</text>')
     if bins:
@@ -178,12 +210,14 @@ def calibration_plot(bins: list[dict], title: str, *, x_label: str = "predicted"
                         f'fill="{PALETTE[0]}" fill-opacity="0.6"><title>predicted {b["mean_pred"]:.2f}, observed '
                         f'{b["observed"]:.2f}, n={b["n"]}</title></circle>')
     else:
-        body.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" font-size="12" fill="#999">no data</text>')
+        body.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" font-size="12" '
+                    f'fill="#999">no data</text>')
     return _svg(w, h, "".join(body), title)
 
 
-def interval_plot(rows: list[tuple[str, float | None, list | None]], title: str, *, lo: float = -1.0, hi: float = 1.0,
-                  ref: float | None = 0.0, w: int = 560, extra: dict[str, list[tuple[float, str]]] | None = None) -> str:
+def interval_plot(rows: list[tuple[str, float | None, list | None]], title: str, *, lo: float = -1.0,
+                  hi: float = 1.0, ref: float | None = 0.0, w: int = 560,
+                  extra: dict[str, list[tuple[float, str]]] | None = None) -> str:
     """One row per metric: a dot at the value and a line for its CI, on a shared axis from lo to hi.
     `extra[name]` adds labelled markers (e.g. baselines) on that row."""
     left, right, top, rh = 170, 20, 30, 24
@@ -195,19 +229,23 @@ def interval_plot(rows: list[tuple[str, float | None, list | None]], title: str,
         body.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top - 4}" y2="{h - 22}" stroke="#eee"/>'
                     f'<text x="{sx(t):.1f}" y="{h - 8}" text-anchor="middle" font-size="10">{t:g}</text>')
     if ref is not None:
-        body.append(f'<line x1="{sx(ref):.1f}" x2="{sx(ref):.1f}" y1="{top - 4}" y2="{h - 22}" stroke="#c00" stroke-dasharray="4 3"/>')
+        body.append(f'<line x1="{sx(ref):.1f}" x2="{sx(ref):.1f}" y1="{top - 4}" y2="{h - 22}" stroke="#c00" '
+                    f'stroke-dasharray="4 3"/>')
     for i, (name, v, ci) in enumerate(rows):
         y = top + rh * i + rh / 2
         body.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="11">{esc(name)}</text>')
         if ci:
-            body.append(f'<line x1="{sx(ci[0]):.1f}" x2="{sx(ci[1]):.1f}" y1="{y}" y2="{y}" stroke="{PALETTE[0]}" stroke-width="3"/>')
+            body.append(f'<line x1="{sx(ci[0]):.1f}" x2="{sx(ci[1]):.1f}" y1="{y}" y2="{y}" stroke="{PALETTE[0]}" '
+                        f'stroke-width="3"/>')
         for mv, ml in (extra or {}).get(name, []):
             if mv is not None:
-                body.append(f'<path d="M{sx(mv):.1f},{y - 7} l4,6 l-4,6 l-4,-6 z" fill="{PALETTE[1]}"><title>{esc(ml)}: {mv:.3f}</title></path>')
+                body.append(f'<path d="M{sx(mv):.1f},{y - 7} l4,6 l-4,6 l-4,-6 z" '
+                            f'fill="{PALETTE[1]}"><title>{esc(ml)}: {mv:.3f}</title></path>')
         if v is not None:
             body.append(f'<circle cx="{sx(v):.1f}" cy="{y}" r="5" fill="{PALETTE[0]}"><title>{esc(name)}: {v:.3f}'
                         f'{f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""}</title></circle>'
-                        f'<text x="{sx(v):.1f}" y="{y - 7}" text-anchor="middle" font-size="9" fill="#333">{v:.2f}</text>')
+                        f'<text x="{sx(v):.1f}" y="{y - 7}" text-anchor="middle" font-size="9" '
+                        f'fill="#333">{v:.2f}</text>')
         else:
             body.append(f'<text x="{left + 4}" y="{y + 4}" font-size="10" fill="#999">n/a</text>')
     return _svg(w, h, "".join(body), title)
@@ -262,9 +300,5 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, *, w: i
             body.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.6">'
                         f'<title>{esc(name)}: last {esc(fmt(line[-1][1]))}</title></polyline>')
     if len(series) > 1:
-        lx = left
-        for si, name in enumerate(series):
-            body.append(f'<rect x="{lx}" y="{h - 12}" width="10" height="3" fill="{PALETTE[si % len(PALETTE)]}"/>'
-                        f'<text x="{lx + 14}" y="{h - 6}" font-size="11">{esc(name)}</text>')
-            lx += 24 + 7 * len(name)
+        body.append(_legend(list(series), left, h, swatch=3))
     return _svg(w, h, "".join(body), title)

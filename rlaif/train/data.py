@@ -58,7 +58,8 @@ def read_rows(source, split: str = "train") -> Rows:
         rows = ds.to_list()
         # dataset rows are 0-based in `datasets`; report them as "row N" with N 1-based like lines
         return Rows(rows, path, list(range(1, len(rows) + 1)))
-    rows, lines = [], []
+    lines: list[int | None] = []
+    rows = []
     for n, value in iter_jsonl(path):
         if isinstance(value, InputError):
             raise value
@@ -164,7 +165,7 @@ def tokenize_pairs(tok, rows: Rows, max_length: int | None = 1024, soft_labels: 
     for i, row in enumerate(rows.rows):
         path, line = rows.where(i)
         prompt, chosen, rejected = pair_fields(row, path, line)
-        ex = {}
+        ex: dict[str, object] = {}
         if soft_labels:
             p = row.get("p_chosen")
             if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0 or math.isnan(p):
@@ -283,7 +284,9 @@ def collate_packed(prompts: list[list[int]], groups: list[list[list[int]]], pad_
     forward and the padded attention_mask / completion_mask of the same sequences (S, T) for the
     losses and token counts."""
 
-    docs, seq_p, seq_c = [], [], []
+    docs: list[tuple[list[int], list[list[int]], list[int]]] = []
+    seq_p: list[list[int]] = []
+    seq_c: list[list[int]] = []
     for p, conts in zip(prompts, groups):
         docs.append((p, conts, list(range(len(seq_c), len(seq_c) + len(conts)))))
         seq_p += [p] * len(conts)

@@ -117,7 +117,8 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
         model, tok = run.setup_model(model, tokenizer)
     examples, dropped = tokenize_pairs(tok, rows, cfg.max_length, soft_labels=cfg.soft_labels)
     if not examples:
-        raise RlaifError(f"{rows.path}: no usable pairs (all {dropped} prompts are longer than max_length {cfg.max_length})")
+        raise RlaifError(f"{rows.path}: no usable pairs (all {dropped} prompts are longer than "
+                         f"max_length {cfg.max_length})")
     if dropped and run.main:
         print(f"dropped {dropped} pairs whose prompt alone is ≥ max_length {cfg.max_length} tokens", flush=True)
     if cfg.precompute_ref:
@@ -127,7 +128,8 @@ def train_dpo(data, cfg: DPOConfig | None = None, *, model=None, tokenizer=None,
                                                          cfg.pad_multiple, run.layout))
     history = run.train_loop(lambda batch: dpo_batch_loss(run.lp_model, run.model, batch, cfg), DPO_KEYS)
     last = history[-1] if history else {}
-    return run.finish({"data": rows.path, "pairs": len(examples), "dropped": dropped, "final": last, "loss_type": cfg.loss_type})
+    return run.finish({"data": rows.path, "pairs": len(examples), "dropped": dropped, "final": last,
+                       "loss_type": cfg.loss_type})
 
 
 __all__ = ["DPOConfig", "train_dpo", "dpo_batch_loss", "field"]

@@ -81,7 +81,8 @@ def grpo_round(run: Run, batch: list[dict], reward_fns: list, weights, cfg: GRPO
     comp_ids = (generator or HFGenerator()).generate(run, prompt_ids, cfg)
     texts = run.tok.batch_decode(comp_ids, skip_special_tokens=True)
     rep_prompts = [p for p in prompts for _ in range(G)]
-    columns = {k: [r.get(k) for r in batch for _ in range(G)] for k in batch[0] if k not in ("prompt", "_line")}
+    columns: dict[str, list] = {k: [r.get(k) for r in batch for _ in range(G)]
+                                for k in batch[0] if k not in ("prompt", "_line")}
     columns["completion_ids"] = comp_ids     # as in TRL: token ids, ending with EOS when the answer finished
     per_func = torch.tensor(score(reward_fns, rep_prompts, [_as_completion(p, t) for p, t in zip(rep_prompts, texts)],
                                   columns), dtype=torch.float32)
@@ -175,11 +176,12 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     # GRPO's own checks and the shared bounds (checked when the config is built) in one error
     problems = grpo_problems({**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides})
     try:
-        cfg = _with(base, overrides)
+        built = _with(base, overrides)
     except ConfigError as e:
-        problems = [Problem(p.where, p.message) for p in e.problems] + problems
+        raise ConfigError(list(e.problems) + problems, source="GRPO options") from None
     if problems:
         raise ConfigError(problems, source="GRPO options")
+    cfg = built
     run = Run(cfg, "grpo")
     rows = read_prompts(read_rows(prompts, cfg.split))
     reward_fns = [load_reward(s) for s in cfg.rewards]
@@ -206,7 +208,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
                 with run.accumulate(k), run.acc.autocast():
                     # dapo: normalise by the tokens of the whole accumulated batch (× grad_accum undoes
                     # run.backward's division), so every token weighs the same
-                    loss, lm = grpo_micro_loss(run, r, cfg, num_items=n_tokens / cfg.grad_accum if cfg.loss_type == "dapo" else None)
+                    num_items = n_tokens / cfg.grad_accum if cfg.loss_type == "dapo" else None
+                    loss, lm = grpo_micro_loss(run, r, cfg, num_items=num_items)
                     run.backward(loss)
                 run.tokens += int(r["seq"]["attention_mask"].sum())
                 parts.append(dict(r["metrics"], loss=loss.detach(), **lm))
@@ -224,9 +227,8 @@ def train_grpo(prompts, cfg: GRPOConfig | None = None, *, model=None, tokenizer=
     finally:
         run.stop_progress()
     return run.finish({"data": str(prompts) if isinstance(prompts, (str, os.PathLike)) else "<rows>",
-                       "prompts": len(rows), "final": history[-1] if history else {},
-                       "loss_type": cfg.loss_type, "rewards": [str(s) if isinstance(s, str) else getattr(s, "__name__", "fn")
-                                                              for s in cfg.rewards]})
+                       "prompts": len(rows), "final": history[-1] if history else {}, "loss_type": cfg.loss_type,
+                       "rewards": [s if isinstance(s, str) else getattr(s, "__name__", "fn") for s in cfg.rewards]})
 
 
 def _configure_rm_rewards(reward_fns: list, cfg: GRPOConfig, device) -> None:

@@ -261,17 +261,11 @@ class Run:
     # -- model -------------------------------------------------------------------------------
     def load_model(self):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from rlaif.models import resolve_model_path
+        from rlaif.models import load_tokenizer
 
-        path = resolve_model_path(self.cfg.model)
-        try:
-            tok = AutoTokenizer.from_pretrained(path)
-        except OSError as e:
-            raise RlaifError(f"cannot load the tokenizer of model '{self.cfg.model}': {e}") from e
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        path, tok = load_tokenizer(self.cfg.model)
         cuda = self.device.type == "cuda"
         dtype = getattr(torch, self.cfg.dtype) if self.cfg.dtype else (torch.bfloat16 if cuda else torch.float32)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -285,7 +279,9 @@ class Run:
         """LoRA, no dropout, gradient checkpointing (GPU), the log-prob wrapper. Accepts an
         already-built model (tests, benchmarks)."""
         disable_dropout(model)
-        gc = self.cfg.gradient_checkpointing if self.cfg.gradient_checkpointing is not None else self.device.type == "cuda"
+        gc = self.cfg.gradient_checkpointing
+        if gc is None:
+            gc = self.device.type == "cuda"
         if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
@@ -321,8 +317,10 @@ class Run:
                 print(f"warning: {w}", file=sys.stderr, flush=True)
         total_rows = cfg.max_steps * cfg.grad_accum * per_micro * n
         stream = StepStream(n_rows, total_rows, cfg.seed)
-        loader = DataLoader(stream, batch_size=per_micro, shuffle=False, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+        # StepStream is a map-style dataset by protocol (__len__/__getitem__), not a Dataset subclass, so
+        # that importing this module does not import torch; DataLoader accepts it, its stubs do not
+        loader: DataLoader = DataLoader(stream, batch_size=per_micro, shuffle=False,  # type: ignore[arg-type]
+                                        collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed))
         self.lp_model, self.opt, self.sched, self.loader = acc.prepare(self.lp_model, opt, sched, loader)
         self.params = params
         if cfg.resume:
@@ -432,7 +430,8 @@ class Run:
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             if self._progress is not None:
-                info = "  ".join(f"{k.split('/')[-1] if k.count('/') else k} {metrics[k]:.4g}" for k in keys if k in metrics)
+                info = "  ".join(f"{k.split('/')[-1] if k.count('/') else k} {metrics[k]:.4g}"
+                                 for k in keys if k in metrics)
                 self._progress.update(self._task, completed=self.step, info=info)
                 if self.step % max(1, self.cfg.log_every) == 0:
                     self._progress.console.print(f"step {self.step:>5}  " + "  ".join(
@@ -446,7 +445,8 @@ class Run:
         p = self.out / "metrics.jsonl"
         if not p.exists():
             return
-        keep = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+        keep = [ln for ln in p.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= self.step]
         tmp = p.with_suffix(".tmp")
         tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
         os.replace(tmp, p)
@@ -521,8 +521,9 @@ class Run:
                              f"same number (now {self.acc.num_processes}) so the data position stays exact")
         weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
         res = set_peft_model_state_dict(self.model, weights, adapter_name="default")
-        if getattr(res, "unexpected_keys", None):
-            raise RlaifError(f"--resume: adapter in {path} does not match this model ({res.unexpected_keys[:3]}...)")
+        unexpected = getattr(res, "unexpected_keys", None)
+        if unexpected:
+            raise RlaifError(f"--resume: adapter in {path} does not match this model ({unexpected[:3]}...)")
         self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         self.sched.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         rng = torch.load(path / f"rng-{self.acc.process_index}.pt", weights_only=False)

@@ -133,7 +133,8 @@ def combine_rewards(per_func: torch.Tensor, weights: torch.Tensor | None = None)
     return torch.where(torch.isnan(per_func).all(dim=1), torch.full_like(total, math.nan), total)
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scaling: str = "group") -> tuple[torch.Tensor, torch.Tensor]:
+def group_advantages(rewards: torch.Tensor, group_size: int,
+                     scaling: str = "group") -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO advantages for rewards (N,) laid out as N/group_size consecutive groups.
 
     advantage = r - mean(group), divided by the group's std ("group", GRPO), the whole batch's

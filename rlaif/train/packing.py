@@ -114,8 +114,8 @@ def build_packed(docs: list[tuple[list[int], list[list[int]], list[int]]], n_seq
                 for j, t in enumerate(c):
                     if j == 0 and not p:
                         continue                  # nothing predicts a first token with no prompt
-                    src = start + j - 1 if j else len(p) - 1
-                    scored.append((src, t, s, len(p) + j - 1, start + j))
+                    from_at = start + j - 1 if j else len(p) - 1
+                    scored.append((from_at, t, s, len(p) + j - 1, start + j))
             pieces.append((ids, pos, br, scored))
     width = max(len(x[0]) for x in pieces)
     if layout.mask == "varlen" and layout.pack:

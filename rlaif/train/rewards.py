@@ -61,12 +61,13 @@ class RubricReward:
 
         rows = [{"prompt": prompt_text(p), "response": completion_text(c)} for p, c in zip(prompts, completions)]
         verdicts = run_sync(judge_rows_async(rows, self.rubric, "absolute", judge=self.backend, engine=self.engine))
-        out = []
+        out: list[float | None] = []
         for v in verdicts:
             if v.error:
                 self.errors[v.error] += 1
                 out.append(None)
             else:
+                assert v.score is not None, "a verdict without an error has a score"
                 out.append(float(v.score))
         return out
 
@@ -93,6 +94,8 @@ def load_reward(spec, judge_backends: dict | None = None):
         if not os.path.exists(target):
             raise RlaifError(f"--reward {spec}: file {target} not found")
         modspec = importlib.util.spec_from_file_location(f"rlaif_reward_{abs(hash(target))}", target)
+        if modspec is None or modspec.loader is None:
+            raise RlaifError(f"--reward {spec}: {target} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(modspec)
         try:
             modspec.loader.exec_module(module)
@@ -125,7 +128,8 @@ def score(reward_fns: list, prompts: list, completions: list, columns: dict) -> 
         name = reward_name(fn)
         if not isinstance(values, (list, tuple)) or len(values) != len(completions):
             raise RlaifError(f"reward {name} returned {type(values).__name__} of length "
-                             f"{len(values) if hasattr(values, '__len__') else '?'}; expected a list of {len(completions)}")
+                             f"{len(values) if hasattr(values, '__len__') else '?'}; "
+                             f"expected a list of {len(completions)}")
         for i, v in enumerate(values):
             if v is None:
                 continue

@@ -287,6 +287,7 @@ def evaluate_rm(module, examples: list[dict], kind: str, pad_id: int, device, ba
     logits = torch.cat(outs)
     if kind == "regression":
         pred, target = logits.squeeze(-1), cat("target")
+        assert points is not None, "a regression reward model reads its rubric's scale points"
         lo, hi = min(points), max(points)
         to_scale = lambda z: lo + (z.clamp(-1, 1) + 1) * (hi - lo) / 2      # noqa: E731
         m["eval/loss"] = float(F.mse_loss(pred, target))
@@ -453,7 +454,7 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
     kind = _kind(mode, cfg.target)
     points = list(rubric.scale.points) if rubric is not None else None
     run = RMRun(cfg, "rm")
-    run.num_labels = len(points) if kind == "classes" else 1
+    run.num_labels = len(points) if kind == "classes" and points is not None else 1   # classes: rubric known
     if model is None:
         model, tok = run.load_model()
     else:

@@ -180,17 +180,11 @@ def load_seq_cls(model_name: str, num_labels: int, device=None, dtype=None):
     import logging
 
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    from rlaif.models import resolve_model_path
+    from rlaif.models import load_tokenizer
 
-    path = resolve_model_path(model_name)
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except OSError as e:
-        raise RlaifError(f"cannot load the tokenizer of model '{model_name}': {e}") from e
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    path, tok = load_tokenizer(model_name)
     log = logging.getLogger("transformers.modeling_utils")
     level = log.level
     log.setLevel(logging.ERROR)       # "score.weight newly initialized": expected, it is the head we train

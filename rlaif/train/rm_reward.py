@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rlaif.errors import RlaifError
@@ -54,7 +55,7 @@ def uncertain(rewards: list[float], groups: list[int], band: float) -> list[int]
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    out = []
+    out: list[int] = []
     for idx in members.values():
         if len(idx) < 2:
             continue
@@ -69,10 +70,11 @@ def pair_agreement(model: list[float], judge: list[float | None], groups: list[i
     agree = total = 0
     for i in range(len(model)):
         for j in range(i + 1, len(model)):
-            if groups[i] != groups[j] or judge[i] is None or judge[j] is None or judge[i] == judge[j]:
+            ji, jj = judge[i], judge[j]
+            if groups[i] != groups[j] or ji is None or jj is None or ji == jj:
                 continue
             total += 1
-            agree += (model[i] - model[j]) * (judge[i] - judge[j]) > 0
+            agree += (model[i] - model[j]) * (ji - jj) > 0
     return agree / total if total else None
 
 
@@ -88,12 +90,13 @@ class RMReward:
         self._preloaded = (model, tokenizer)
         self._rm = None
         self.__name__ = f"rm:{path}"
-        self.judge = None
-        self.judge_name = None
+        self.judge: Callable[..., list] | None = None     # the LLM judge reward (configure)
+        self.judge_name: str | None = None
         self.scale: tuple[float, float] | None = ((min(self.info.points), max(self.info.points))
                                                  if self.info.points else None)
         self.band: float | None = None
-        self.drift_every, self.drift_n, self.drift_floor, self.drift_action = 0, 8, None, "warn"
+        self.drift_floor: float | None = None
+        self.drift_every, self.drift_n, self.drift_action = 0, 8, "warn"
         self.relabel_path: Path | None = None
         self.calls = 0
         self.judge_calls = 0              # completions sent to the LLM judge (fallback + drift)
@@ -170,6 +173,7 @@ class RMReward:
         if not idx:
             return []
         cols = {k: [v[i] for i in idx] for k, v in columns.items() if isinstance(v, list) and len(v) == len(prompts)}
+        assert self.judge is not None, "only asked once configure() attached a judge"
         self.judge_calls += len(idx)
         vals = self.judge(prompts=[prompts[i] for i in idx], completions=[completions[i] for i in idx], **cols)
         return [None if v is None else float(v) for v in vals]
