@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 from rlaif.errors import InputError
 from rlaif.jsondata import dumps
@@ -31,7 +32,7 @@ from rlaif.jsondata import find_bad as _find_bad
 BOM = b"\xef\xbb\xbf"      # a UTF-8 byte order mark (Windows editors write one): not part of the data
 
 # The fields each judging mode needs from a row, and their types.
-MODE_FIELDS = {
+MODE_FIELDS: dict[str, dict[str, type]] = {
     "absolute": {"prompt": str, "response": str},
     "pairwise": {"prompt": str, "response_a": str, "response_b": str},
     "rank": {"prompt": str, "responses": list},
@@ -247,6 +248,7 @@ def read_rows(path: str | Path, mode: str | None = None, *, needs_reference: boo
                 raise value
             m = mode or (infer_mode(value) if isinstance(value, dict) else "absolute")
             check_row(value, path, n, m, needs_reference)
+            value = cast(dict, value)               # check_row refused anything else
             if unique_ids and value.get("id") is not None:
                 key = json.dumps(value["id"])
                 if key in first_line:
