@@ -285,9 +285,7 @@ def cases():
 
 
 # Known gaps, each a strict xfail so the table says when one is fixed.
-KNOWN_GAPS = {
-    ("train rm", "missing-field"): "train rm checks its rows after loading the model (rlaif/train/rm.py)",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def marked_cases():

@@ -456,10 +456,14 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
     run = RMRun(cfg, "rm")
     run.num_labels = len(points) if kind == "classes" and points is not None else 1   # classes: rubric known
     if model is None:
+        from rlaif.models import load_tokenizer
+
+        # rows checked and tokenized with the model's own tokenizer before its weights load (bad input fails fast)
+        examples, stats = build_examples(load_tokenizer(cfg.model)[1], rows, cfg, mode, rubric)
         model, tok = run.load_model()
     else:
         model, tok = run.setup_model(model, tokenizer)
-    examples, stats = build_examples(tok, rows, cfg, mode, rubric)
+        examples, stats = build_examples(tok, rows, cfg, mode, rubric)
     train, held = split_by_prompt(examples, cfg.eval_fraction)
     if not train:
         raise RlaifError(f"{rows.path}: no training rows left (rows {stats['rows']}, unscored "
