@@ -45,3 +45,16 @@ def pair_rows(n: int = 6) -> list[dict]:
              "rejected": [{"role": "assistant", "content": "Well, there are many colours and " * (1 + i % 3)}],
              "p_chosen": 0.6 + 0.05 * i}
             for i in range(n)]
+
+
+def tiny_refusal_rm(tmp_path_factory, max_steps: int) -> str:
+    """A categorical over_refusal reward model (head-only probe) on a tiny base: the rm/ judge and
+    rm: reward tests' shared fixture body."""
+    from rlaif.train.rm import train_rm
+    from tests.test_train_rm import _refusal_rows
+
+    base = save_tiny(tmp_path_factory.mktemp("base") / "tiny")
+    out = tmp_path_factory.mktemp("rm") / "out"
+    train_rm(_refusal_rows(), model=base, rubric="over_refusal", probe=True, max_steps=max_steps, batch_size=8,
+             learning_rate=1e-2, output_dir=str(out), progress=False, save_steps=0, eval_fraction=0.0)
+    return str(out)

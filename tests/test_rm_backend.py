@@ -2,23 +2,17 @@
 same either way round), rank, `method: reward_model` in each row, rubric test, and bad paths."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from rlaif.errors import RlaifError
-from tests._train_utils import save_tiny
+from tests._train_utils import tiny_refusal_rm
 
 
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory):
-    from rlaif.train.rm import train_rm
-    from tests.test_train_rm import _refusal_rows
-
-    base = save_tiny(tmp_path_factory.mktemp("base") / "tiny")
-    out = tmp_path_factory.mktemp("rm") / "out"
-    train_rm(_refusal_rows(), model=base, rubric="over_refusal", probe=True, max_steps=30, batch_size=8,
-             learning_rate=1e-2, output_dir=str(out), progress=False, save_steps=0, eval_fraction=0.0)
-    return out
+    return Path(tiny_refusal_rm(tmp_path_factory, max_steps=30))
 
 
 def test_absolute_pairwise_rank_through_judge(rm_dir):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rlaif.train.rm_reward import DriftError, groups_of, pair_agreement, uncertain
-from tests._train_utils import save_tiny, tiny_lm
+from tests._train_utils import save_tiny, tiny_lm, tiny_refusal_rm
 
 
 def test_groups_band_agreement():
@@ -23,14 +23,7 @@ def test_groups_band_agreement():
 
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
-    from rlaif.train.rm import train_rm
-    from tests.test_train_rm import _refusal_rows
-
-    base = save_tiny(tmp_path_factory.mktemp("b") / "tiny")
-    out = tmp_path_factory.mktemp("rm") / "rm"
-    train_rm(_refusal_rows(), model=base, rubric="over_refusal", probe=True, max_steps=10, batch_size=8,
-             learning_rate=1e-2, output_dir=str(out), progress=False, save_steps=0, eval_fraction=0.0)
-    return str(out)
+    return tiny_refusal_rm(tmp_path_factory, max_steps=10)
 
 
 class MirrorTeacher:
