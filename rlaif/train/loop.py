@@ -32,6 +32,7 @@ from pathlib import Path
 from rlaif.errors import MissingDependencyError, RlaifError
 from rlaif.train.card import write_adapter_card
 from rlaif.train.checks import check_config, data_warnings, steps_for_epochs
+from rlaif.train.fsdp import check_strategy
 from rlaif.train.lora import LoraSettings, add_lora, count_parameters, disable_dropout, save_adapter
 
 
@@ -246,6 +247,7 @@ class Run:
         cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.acc = Accelerator(mixed_precision="bf16" if bf16 else "no", log_with=cfg.report_to or None,
                                project_dir=str(self.out), cpu=cpu_ddp)
+        self.fsdp = check_strategy(self.acc)
         self.device = self.acc.device
         set_seed(cfg.seed)
         self._progress = None
@@ -322,7 +324,8 @@ class Run:
         loader: DataLoader = DataLoader(stream, batch_size=per_micro, shuffle=False,  # type: ignore[arg-type]
                                         collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed))
         self.lp_model, self.opt, self.sched, self.loader = acc.prepare(self.lp_model, opt, sched, loader)
-        self.params = params
+        # FSDP replaces the parameters with sharded ones: clip (and count) the ones the optimiser now holds
+        self.params = [p for p in self.lp_model.parameters() if p.requires_grad] if self.fsdp else params
         if cfg.resume:
             self.load_checkpoint(self.find_checkpoint(cfg.resume))
         elif self.main and self.out.exists() and any(self.out.glob("checkpoint-*")):
@@ -452,6 +455,18 @@ class Run:
         os.replace(tmp, p)
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def adapter_state(self) -> dict | None:
+        """Under FSDP the adapter's tensors gathered whole (every rank calls this); else None (peft reads them)."""
+        from rlaif.train.fsdp import full_adapter_state
+
+        return full_adapter_state(self.model) if self.fsdp else None
+
+    def optimizer_state(self) -> dict:
+        """The optimiser state to save from rank 0 (under FSDP gathered whole: every rank calls this)."""
+        from rlaif.train.fsdp import full_optimizer_state
+
+        return full_optimizer_state(self.lp_model, self.opt.optimizer) if self.fsdp else self.opt.state_dict()
+
     def maybe_save(self, force: bool = False):
         if force or (self.cfg.save_steps and self.step % self.cfg.save_steps == 0):
             self.save_checkpoint()
@@ -473,12 +488,13 @@ class Run:
         rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         torch.save(rng, tmp / f"rng-{acc.process_index}.pt")
+        adapter, optim = self.adapter_state(), self.optimizer_state()     # collectives under FSDP: every rank
         if self.main:
-            save_adapter(self.model, tmp / "adapter")
-            torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
+            save_adapter(self.model, tmp / "adapter", state_dict=adapter)
+            torch.save(optim, tmp / "optimizer.pt")
             torch.save(self.sched.state_dict(), tmp / "scheduler.pt")
             state = {"step": self.step, "micro_batches": self.micro, "kind": self.kind, "tokens": self.tokens,
-                     "num_processes": acc.num_processes, "config": _flat_config(self.cfg)}
+                     "num_processes": acc.num_processes, "fsdp": self.fsdp, "config": _flat_config(self.cfg)}
             (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         acc.wait_for_everyone()
         if self.main:
@@ -519,12 +535,22 @@ class Run:
         if state.get("num_processes", 1) != self.acc.num_processes:
             raise RlaifError(f"--resume: {path} was written by {state['num_processes']} processes; resume with the "
                              f"same number (now {self.acc.num_processes}) so the data position stays exact")
+        if bool(state.get("fsdp", False)) != self.fsdp:
+            raise RlaifError(f"--resume: {path} was written {'with' if state.get('fsdp') else 'without'} FSDP; "
+                             "resume it with the same accelerate config")
         weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-        res = set_peft_model_state_dict(self.model, weights, adapter_name="default")
-        unexpected = getattr(res, "unexpected_keys", None)
-        if unexpected:
-            raise RlaifError(f"--resume: adapter in {path} does not match this model ({unexpected[:3]}...)")
-        self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        if self.fsdp:
+            from rlaif.train.fsdp import load_full_adapter_state, load_full_optimizer_state
+
+            load_full_adapter_state(self.model, weights)
+            optim = torch.load(path / "optimizer.pt", weights_only=False) if self.main else {}
+            load_full_optimizer_state(self.lp_model, self.opt.optimizer, optim)
+        else:
+            res = set_peft_model_state_dict(self.model, weights, adapter_name="default")
+            unexpected = getattr(res, "unexpected_keys", None)
+            if unexpected:
+                raise RlaifError(f"--resume: adapter in {path} does not match this model ({unexpected[:3]}...)")
+            self.opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         self.sched.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         rng = torch.load(path / f"rng-{self.acc.process_index}.pt", weights_only=False)
         random.setstate(rng["python"])
@@ -543,12 +569,13 @@ class Run:
             self._progress.stop()
         if not (self.out / f"checkpoint-{self.step}").exists():
             self.save_checkpoint()
+        adapter = self.adapter_state()
         if self.main:
             adapter_dir = self.out / "adapter"
             tmp = self.out / ".adapter.tmp"
             if tmp.exists():
                 shutil.rmtree(tmp)
-            save_adapter(self.model, tmp)
+            save_adapter(self.model, tmp, state_dict=adapter)
             self.tok.save_pretrained(str(tmp))
             write_adapter_card(tmp, self.cfg, self.kind, self.out / "metrics.jsonl", summary)
             if adapter_dir.exists():

@@ -94,11 +94,13 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def save_adapter(model, path) -> None:
-    """Save only the trained "default" adapter (never the frozen reference copy)."""
+def save_adapter(model, path, state_dict: dict | None = None) -> None:
+    """Save only the trained "default" adapter (never the frozen reference copy). `state_dict`: the
+    tensors to write when the model's own are shards (FSDP: rlaif.train.fsdp.full_adapter_state)."""
     from rlaif.models import make_shareable
 
     # save_embedding_layers=False: LoRA here never resizes or targets the embeddings, and peft's
     # "auto" probes the Hub for the base config when the recorded base is not a local folder
-    model.save_pretrained(str(path), selected_adapters=["default"], save_embedding_layers=False)
+    extra = {} if state_dict is None else {"state_dict": state_dict}
+    model.save_pretrained(str(path), selected_adapters=["default"], save_embedding_layers=False, **extra)
     make_shareable(path)
