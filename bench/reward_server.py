@@ -1,21 +1,29 @@
 """Reward server overhead: rewards/s through `rlaif serve reward` over HTTP vs the same reward in process.
 
-    python bench/reward_server.py [--n 1000] [--latency 0.02] [--inflight 64]
+    python bench/reward_server.py [--n 1000] [--rounds 5] [--latency 0.02] [--inflight 64]
 
 The reward is a rubric judge (`rubric:helpfulness@openai/m`) against tests/openai_server.py (its own process,
-`--latency` per call), with the ledger off so every completion costs one judge call in both arms. Measured in
-the same run:
-- in process:  RewardService.score(...) for one completion at a time, `--inflight` at once (one event loop)
-- HTTP, OpenRLHF style: `rlaif serve reward` in its own process, one POST /get_reward per completion,
-  `--inflight` at once (what OpenRLHF's rollout workers do)
-- HTTP, batched: POST /score with 32 completions per request (what a verl reward loop would send)
-Target (issue 12): HTTP overhead <= 15%, i.e. HTTP rate / in-process rate >= 0.85.
+`--latency` per call), with the ledger off so every completion costs one judge call in every arm. Arms:
+- in process, 1:  RewardService.score(...) for one completion at a time, `--inflight` at once (one event loop)
+- HTTP, 1 (OpenRLHF style): `rlaif serve reward` in its own process, one POST /get_reward per completion,
+  `--inflight` at once (what OpenRLHF's rollout workers do), aiohttp as OpenRLHF's client uses
+- in process, 32 and HTTP, 32: the same with 32 completions per call (POST /score: what a verl reward loop sends)
+
+Why rounds: on a small shared machine the rate of one arm moves by ±20% from one run to the next with the
+load of other processes. Each round runs every arm once on fresh completions, in an order that alternates
+between rounds, and gives one ratio per batch size from arms run next to each other; the report is the median
+ratio over the rounds with its min–max. A warm-up round (both servers, the in-process service, the judge
+connections) is not counted. CPU per completion (process CPU time / completions) is reported beside the rates:
+it does not depend on what else the machine runs, so it shows where the overhead is (server, client).
+Target (issue 12): HTTP overhead <= 15%, i.e. the median HTTP/in-process ratio for one completion per request
+>= 0.85.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -27,60 +35,61 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from openai_server import start_server  # noqa: E402
 
 SPEC = "rubric:helpfulness@openai/m"
+BATCH = 32
 
 
 def items(n: int, tag: str) -> list[tuple[str, str]]:
     return [(f"[{tag}] Question {i}: explain item {i}.", f"Answer number {i}, with a reason.") for i in range(n)]
 
 
-async def in_process(judge_url: str, n: int, inflight: int) -> float:
-    from rlaif.serve import RewardServerConfig, RewardService
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
-    cfg = RewardServerConfig(rewards=[SPEC], base_url=judge_url, cache=False, concurrency=inflight)
-    svc = RewardService(cfg)
-    sem = asyncio.Semaphore(inflight)
 
-    async def one(p, c):
+async def in_process(svc, n: int, inflight: int, batch: int, tag: str) -> tuple[float, float]:
+    """-> (rewards/s, CPU µs per completion of this process)."""
+    data = items(n, tag)
+    sem = asyncio.Semaphore(max(1, inflight // batch))
+
+    async def one(chunk):
         async with sem:
-            values, _, _ = await svc.score([p], [c])
-            return values[0]
+            values, _, _ = await svc.score([p for p, _ in chunk], [c for _, c in chunk])
+            return values
 
-    t = time.perf_counter()
-    out = await asyncio.gather(*(one(p, c) for p, c in items(n, "inproc")))
-    dt = time.perf_counter() - t
-    for s in svc.scorers:               # close the judge's HTTP session on this loop (no "unclosed" noise)
-        close = getattr(getattr(s, "engine", None) and s.engine.backend, "aclose", None)
-        if close is not None:
-            await close()
-    assert sum(v is not None for v in out) == n, "unscored rewards in the in-process arm"
-    return n / dt
+    t, c = time.perf_counter(), time.process_time()
+    outs = await asyncio.gather(*(one(data[i:i + batch]) for i in range(0, n, batch)))
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
+    assert sum(v is not None for o in outs for v in o) == n, "unscored rewards in the in-process arm"
+    return n / dt, cpu / n * 1e6
 
 
-async def over_http(url: str, n: int, inflight: int, batch: int) -> float:
-    """aiohttp, as OpenRLHF's client uses (httpx's pool was measured at ~90 requests/s here: the client, not
-    the server, would be the bottleneck)."""
-    import aiohttp
+async def over_http(session, url: str, n: int, inflight: int, batch: int, tag: str) -> tuple[float, float]:
+    """-> (rewards/s, CPU µs per completion of this, the client, process). aiohttp, as OpenRLHF's client uses
+    (httpx's pool was measured at ~90 requests/s here: the client, not the server, would be the bottleneck)."""
+    sem = asyncio.Semaphore(max(1, inflight // batch))
+    data = items(n, tag)
 
-    sem = asyncio.Semaphore(inflight)
-    data = items(n, f"http{batch}")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=180),
-                                     connector=aiohttp.TCPConnector(limit=inflight)) as session:
-        async def one(chunk):
-            async with sem:
-                if batch == 1:
-                    p, c = chunk[0]
-                    path, body = "/get_reward", {"query": [p + c], "prompts": [p], "labels": [None]}
-                else:
-                    path, body = "/score", {"prompts": [p for p, _ in chunk], "completions": [c for _, c in chunk]}
-                async with session.post(url + path, json=body) as r:
-                    r.raise_for_status()
-                    return (await r.json())["rewards"]
+    async def one(chunk):
+        async with sem:
+            if batch == 1:
+                p, c = chunk[0]
+                path, body = "/get_reward", {"query": [p + c], "prompts": [p], "labels": [None]}
+            else:
+                path, body = "/score", {"prompts": [p for p, _ in chunk], "completions": [c for _, c in chunk]}
+            async with session.post(url + path, json=body) as r:
+                r.raise_for_status()
+                return (await r.json())["rewards"]
 
-        t = time.perf_counter()
-        outs = await asyncio.gather(*(one(data[i:i + batch]) for i in range(0, n, batch)))
-        dt = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time()
+    outs = await asyncio.gather(*(one(data[i:i + batch]) for i in range(0, n, batch)))
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     assert sum(v is not None for o in outs for v in o) == n, "unscored rewards in the HTTP arm"
-    return n / dt
+    return n / dt, cpu / n * 1e6
 
 
 def start_reward_server(judge_url: str, inflight: int):
@@ -95,9 +104,54 @@ def start_reward_server(judge_url: str, inflight: int):
     return proc, line.split("on ", 1)[1].split()[0]
 
 
+async def measure(judge_url: str, url: str, server_pid: int, a) -> dict:
+    import aiohttp
+
+    from rlaif.serve import RewardServerConfig, RewardService
+
+    svc = RewardService(RewardServerConfig(rewards=[SPEC], base_url=judge_url, cache=False, concurrency=a.inflight))
+    res: dict = {k: [] for k in ("in1", "http1", "in32", "http32", "ratio1", "ratio32",
+                                 "cpu_in1", "cpu_client1", "cpu_server1", "cpu_in32", "cpu_client32", "cpu_server32")}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300),
+                                     connector=aiohttp.TCPConnector(limit=a.inflight)) as session:
+        async def http(batch, tag):
+            s0 = cpu_seconds(server_pid)
+            rate, client = await over_http(session, url, a.n, a.inflight, batch, tag)
+            s1 = cpu_seconds(server_pid)
+            return rate, client, (s1 - s0) / a.n * 1e6 if s0 is not None and s1 is not None else float("nan")
+
+        for r in range(a.rounds + 1):                    # round 0 warms everything up and is not counted
+            got = {}
+            for batch in (1, BATCH):
+                order = ("in", "http") if (r + batch) % 2 else ("http", "in")     # alternate who goes first
+                for arm in order:
+                    if arm == "in":
+                        got[f"in{batch}"] = await in_process(svc, a.n, a.inflight, batch, f"in{batch}-{r}")
+                    else:
+                        got[f"http{batch}"] = await http(batch, f"http{batch}-{r}")
+            if r == 0:
+                continue
+            for batch in (1, BATCH):
+                (rin, cin), (rh, ch, cs) = got[f"in{batch}"], got[f"http{batch}"]
+                res[f"in{batch}"].append(rin)
+                res[f"http{batch}"].append(rh)
+                res[f"ratio{batch}"].append(rh / rin)
+                res[f"cpu_in{batch}"].append(cin)
+                res[f"cpu_client{batch}"].append(ch)
+                res[f"cpu_server{batch}"].append(cs)
+            print(f"round {r}: ratio 1/request {res['ratio1'][-1]:.2f}, {BATCH}/request {res['ratio32'][-1]:.2f}",
+                  file=sys.stderr, flush=True)
+    for s in svc.scorers:               # close the judge's HTTP session on this loop (no "unclosed" noise)
+        close = getattr(getattr(s, "engine", None) and s.engine.backend, "aclose", None)
+        if close is not None:
+            await close()
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=1000, help="completions per arm per round")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--latency", type=float, default=0.02)
     ap.add_argument("--inflight", type=int, default=64)
     a = ap.parse_args()
@@ -106,20 +160,24 @@ def main() -> None:
     server = None
     try:
         server, url = start_reward_server(judge_url, a.inflight)
-        asyncio.run(over_http(url, min(a.n, 128), a.inflight, 1))         # warm both servers up
-        base = asyncio.run(in_process(judge_url, a.n, a.inflight))
-        http1 = asyncio.run(over_http(url, a.n, a.inflight, 1))
-        http32 = asyncio.run(over_http(url, a.n, max(1, a.inflight // 32), 32))
+        res = asyncio.run(measure(judge_url, url, server.pid, a))
     finally:
         if server is not None:
             server.terminate()
             server.wait(10)
         judge.kill()
         judge.wait()
-    print(f"judge latency {a.latency * 1000:.0f} ms, {a.n} completions, {a.inflight} in flight")
-    print(f"in process                     {base:8.1f} rewards/s")
-    print(f"HTTP /get_reward, 1 per call   {http1:8.1f} rewards/s   ratio {http1 / base:.2f}  (target >= 0.85)")
-    print(f"HTTP /score, 32 per call       {http32:8.1f} rewards/s   ratio {http32 / base:.2f}")
+    med = statistics.median
+    print(f"judge latency {a.latency * 1000:.0f} ms, {a.n} completions per arm, {a.rounds} rounds "
+          f"(+1 warm-up), {a.inflight} in flight; medians, [min-max] over rounds")
+    for b, label in ((1, "1 per request (/get_reward)"), (BATCH, f"{BATCH} per request (/score)")):
+        ratios = res[f"ratio{b}"]
+        print(f"{label}:")
+        print(f"  in process  {med(res[f'in{b}']):7.1f} rewards/s   CPU {med(res[f'cpu_in{b}']):6.0f} µs/completion")
+        print(f"  HTTP        {med(res[f'http{b}']):7.1f} rewards/s   CPU server {med(res[f'cpu_server{b}']):6.0f} "
+              f"+ client {med(res[f'cpu_client{b}']):6.0f} µs/completion")
+        target = "  (target >= 0.85)" if b == 1 else ""
+        print(f"  ratio HTTP / in process  {med(ratios):.2f}  [{min(ratios):.2f}-{max(ratios):.2f}]{target}")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class RubricScorer(Scorer):
                  max_retries: int | None = None, timeout: float | None = None, backend_options: dict | None = None):
         from rlaif.backends import get_backend
         from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Engine
-        from rlaif.judge import default_cache
+        from rlaif.judge import Judge, default_cache
         from rlaif.ledger import Ledger
         from rlaif.train.rewards import RubricReward
 
@@ -82,9 +82,12 @@ class RubricScorer(Scorer):
                              timeout=timeout or DEFAULT_TIMEOUT)
         self.inner.engine = self.engine
         self.name = self.inner.__name__
+        # one Judge for every call (its options and method resolved once)
+        self._judge = Judge(self.inner.rubric, self.inner.backend, self.engine)
 
     async def score(self, prompts, completions, **columns) -> list[Scored]:
-        from rlaif.judge import judge_rows_async
+        import asyncio
+
         from rlaif.train.rewards import completion_text, prompt_text
 
         rows = [{"prompt": prompt_text(p), "response": completion_text(c)}
@@ -94,8 +97,10 @@ class RubricScorer(Scorer):
             for row, r in zip(rows, ref, strict=True):
                 if r is not None:
                     row["reference"] = r
-        verdicts = await judge_rows_async(rows, self.inner.rubric, "absolute", judge=self.inner.backend,
-                                          engine=self.engine)
+        # What judge_rows_async does for each call, with the Judge built once: a reward server answers many
+        # one-completion requests, and building a Judge (options, method) per call was a measurable share
+        # of its CPU per request (bench/reward_server.py). Rows are judged independently either way.
+        verdicts = await asyncio.gather(*(self._judge.judge_row(r, "absolute") for r in rows))
         return [(None, v.error) if v.error or v.score is None else (float(v.score), None) for v in verdicts]
 
 

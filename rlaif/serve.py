@@ -150,9 +150,44 @@ def parse_score_body(body) -> tuple[list, list[str], list | None]:
     return prompts, completions, labels
 
 
+class RewardApp:
+    """The ASGI app: POST /get_reward and POST /score answered straight from ASGI messages, every other path
+    (GET /health, GET /stats, 404s, lifespan) by the FastAPI app behind it.
+
+    Why the two hot routes skip FastAPI/Starlette: OpenRLHF sends one request per rollout, so the per-request
+    CPU of the server is the overhead the caller sees (bench/reward_server.py). Its middleware stack, Request
+    object and response classes measured about a tenth of the server's CPU per one-completion request, and
+    none of them adds anything here: the body is read, limited and validated by hand (with the messages the
+    protocol wants) and the answer is one JSON object. The JSON bytes are the ones Starlette's JSONResponse
+    would send."""
+
+    def __init__(self, api, routes: dict):
+        self.api = api
+        self.state = api.state            # app.state.service, as on the FastAPI app
+        self.routes = routes
+
+    async def __call__(self, scope, receive, send):
+        handle = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handle is None:
+            await self.api(scope, receive, send)
+            return
+        status, payload = await handle(scope, receive)
+        if status == 0:                   # the client went away before its body arrived: nobody to answer
+            return
+        body = render_json(payload)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def render_json(payload) -> bytes:
+    """JSON bytes exactly as Starlette's JSONResponse renders them."""
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
 def build_app(cfg: RewardServerConfig, service: RewardService | None = None):
-    """The FastAPI app (tests mount it directly; serve_reward runs it under uvicorn)."""
-    # why long: FastAPI routes are closures over the service and config; the four routes read best together
+    """The ASGI app (tests mount it directly; serve_reward runs it under uvicorn)."""
+    # why long: the routes are closures over the service and config; they read best together
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
@@ -167,84 +202,82 @@ def build_app(cfg: RewardServerConfig, service: RewardService | None = None):
             raise RlaifError(f"--token-env {cfg.token_env}: that environment variable is not set or empty")
     service = service or RewardService(cfg)
     limit = int(cfg.max_body_mb * 1024 * 1024)
-    app = FastAPI(title="rlaif reward server", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.service = service
+    api = FastAPI(title="rlaif reward server", docs_url=None, redoc_url=None, openapi_url=None)
+    api.state.service = service
+    unauthorized = (401, {"error": "missing or wrong bearer token (Authorization: Bearer <token>)"})
 
-    def error(status: int, message: str, **extra) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status_code=status)
+    def authorized(got: str) -> bool:
+        return token is None or (got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode()))
 
-    async def read_json(request: Request):
-        """The body as JSON, or an error response: 401 without the token, 413 past the size limit, 400."""
-        if token is not None:
-            got = request.headers.get("authorization", "")
-            if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode())):
-                return None, error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None, error(413, f"body of {int(declared)} bytes is over the {limit}-byte limit (--max-body-mb)")
+    async def read_json(scope, receive):
+        """(body, None), or (None, (status, error)): 401 without the token, 413 past the size limit, 400;
+        (None, (0, None)) when the client disconnected."""
+        headers = dict(scope["headers"])
+        if not authorized(headers.get(b"authorization", b"").decode("latin-1")):
+            return None, unauthorized
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            return None, (413, {"error": f"body of {int(declared)} bytes is over the {limit}-byte limit "
+                                         "(--max-body-mb)"})
         raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, (0, None)
+            raw += message.get("body", b"")
             if len(raw) > limit:
-                return None, error(413, f"body is over the {limit}-byte limit (--max-body-mb)")
+                return None, (413, {"error": f"body is over the {limit}-byte limit (--max-body-mb)"})
+            if not message.get("more_body", False):
+                break
         try:
             return json.loads(raw), None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return None, error(400, f"the body is not valid JSON: {e}")
+            return None, (400, {"error": f"the body is not valid JSON: {e}"})
 
-    async def guarded(request: Request, handle):
-        body, err = await read_json(request)
-        if err is not None:
-            return err
-        try:
-            out = await handle(body)
-            return out if isinstance(out, JSONResponse) else JSONResponse(out)
-        except BadRequest as e:
-            return error(422, str(e))
-        except RlaifError as e:           # a reward's own error (a Python reward returning a non-number)
-            log.error("reward error: %s", e)
-            return error(500, f"reward error: {e}")
-        except Exception as e:
-            log.exception("unexpected error while scoring")
-            return error(500, f"internal error: {type(e).__name__}: {e}")
+    def guarded(handle):
+        async def route(scope, receive):
+            body, err = await read_json(scope, receive)
+            if err is not None:
+                return err
+            try:
+                return await handle(body)
+            except BadRequest as e:
+                return 422, {"error": str(e)}
+            except RlaifError as e:           # a reward's own error (a Python reward returning a non-number)
+                log.error("reward error: %s", e)
+                return 500, {"error": f"reward error: {e}"}
+            except Exception as e:
+                log.exception("unexpected error while scoring")
+                return 500, {"error": f"internal error: {type(e).__name__}: {e}"}
+        return route
 
-    @app.get("/health")
+    async def get_reward(body):
+        req = parse_get_reward(body)
+        values, reasons, _ = await service.score(req.prompts, req.completions, req.labels)
+        if any(v is None for v in values) and cfg.unscored_reward is None:
+            why = Counter(r for r in reasons if r)
+            return 503, {"error": f"{sum(why.values())} of {len(values)} completions could not be scored "
+                                  f"({', '.join(f'{k}: {n}' for k, n in why.items())}); start the server with "
+                                  "--unscored-reward VALUE to answer them with a value you choose",
+                         "unscored": sum(why.values()), "reasons": dict(why)}
+        return 200, get_reward_answer(values, cfg.unscored_reward)
+
+    async def score(body):
+        prompts, completions, labels = parse_score_body(body)
+        values, reasons, per = await service.score(prompts, completions, labels)
+        return 200, {"rewards": values, "unscored": reasons, "by_reward": per}
+
+    @api.get("/health")
     async def health():
         return {"status": "ok"}
 
-    @app.get("/stats")
+    @api.get("/stats")
     async def stats(request: Request):
-        if token is not None:
-            got = request.headers.get("authorization", "")
-            if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode())):
-                return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        if not authorized(request.headers.get("authorization", "")):
+            return JSONResponse(unauthorized[1], status_code=401)
         return service.stats()
 
-    async def get_reward(request: Request):
-        async def handle(body):
-            req = parse_get_reward(body)
-            values, reasons, _ = await service.score(req.prompts, req.completions, req.labels)
-            if any(v is None for v in values) and cfg.unscored_reward is None:
-                why = Counter(r for r in reasons if r)
-                return error(503, f"{sum(why.values())} of {len(values)} completions could not be scored "
-                                  f"({', '.join(f'{k}: {n}' for k, n in why.items())}); start the server with "
-                                  "--unscored-reward VALUE to answer them with a value you choose",
-                             unscored=sum(why.values()), reasons=dict(why))
-            return get_reward_answer(values, cfg.unscored_reward)
-        return await guarded(request, handle)
-
-    async def score(request: Request):
-        async def handle(body):
-            prompts, completions, labels = parse_score_body(body)
-            values, reasons, per = await service.score(prompts, completions, labels)
-            return {"rewards": values, "unscored": reasons, "by_reward": per}
-        return await guarded(request, handle)
-
-    # Plain Starlette routes: FastAPI's per-request dependency and validation layer is not needed here (the body is
-    # validated by hand, with the messages the protocol wants) and cost measurable CPU per request.
-    app.add_route("/get_reward", get_reward, methods=["POST"])
-    app.add_route("/score", score, methods=["POST"])
-    return app
+    return RewardApp(api, {"/get_reward": guarded(get_reward), "/score": guarded(score)})
 
 
 def serve_reward(cfg: RewardServerConfig, *, ready=None) -> None:
@@ -270,5 +303,7 @@ def serve_reward(cfg: RewardServerConfig, *, ready=None) -> None:
               "spend your judge budget", file=sys.stderr)
     print(f"rlaif: reward server on http://{cfg.host}:{port} (rewards: {', '.join(app.state.service.names)}; "
           f"POST /get_reward for OpenRLHF, POST /score for anything else)", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
+    # proxy_headers off: no X-Forwarded-* rewriting per request (the server is reached directly, or its proxy logs)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30,
+                                           proxy_headers=False))
     server.run(sockets=[sock])
