@@ -151,8 +151,8 @@ def parse_score_body(body) -> tuple[list, list[str], list | None]:
 
 
 class RewardApp:
-    """The ASGI app: POST /get_reward and POST /score answered straight from ASGI messages, every other path
-    (GET /health, GET /stats, 404s, lifespan) by the FastAPI app behind it.
+    """The ASGI app: POST /get_reward and POST /score answered straight from ASGI messages, everything else
+    (GET /health, GET /stats, 404, 405, lifespan) by the FastAPI app behind it, which has the same two routes.
 
     Why the two hot routes skip FastAPI/Starlette: OpenRLHF sends one request per rollout, so the per-request
     CPU of the server is the overhead the caller sees (bench/reward_server.py). Its middleware stack, Request
@@ -277,7 +277,17 @@ def build_app(cfg: RewardServerConfig, service: RewardService | None = None):
             return JSONResponse(unauthorized[1], status_code=401)
         return service.stats()
 
-    return RewardApp(api, {"/get_reward": guarded(get_reward), "/score": guarded(score)})
+    routes = {"/get_reward": guarded(get_reward), "/score": guarded(score)}
+
+    def through_starlette(route):         # the same routes on the FastAPI app: complete without the shortcut
+        async def endpoint(request: Request):
+            status, payload = await route(request.scope, request.receive)
+            return JSONResponse(payload, status_code=status or 400)
+        return endpoint
+
+    for path, route in routes.items():
+        api.add_route(path, through_starlette(route), methods=["POST"])
+    return RewardApp(api, routes)
 
 
 def serve_reward(cfg: RewardServerConfig, *, ready=None) -> None:

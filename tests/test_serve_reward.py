@@ -222,3 +222,30 @@ def test_64_concurrent_requests_through_a_judge_failing_30_percent(tmp_path):
     for i in range(48, 64):            # a repeated completion got the same reward as its first asking
         assert outs[i]["rewards"] == outs[i % 48]["rewards"] or outs[i]["extra_logs"]["rlaif_unscored"] \
             or outs[i % 48]["extra_logs"]["rlaif_unscored"]
+
+
+def test_hot_routes_answer_what_the_fastapi_routes_answer(app):
+    """POST /get_reward and /score skip FastAPI (rlaif.serve.RewardApp); the bytes and statuses are the ones the
+    FastAPI app behind it gives for the same requests, and other methods/paths still get FastAPI's 405/404."""
+    from fastapi.responses import JSONResponse
+    from fastapi.testclient import TestClient
+
+    from rlaif.serve import render_json
+
+    for payload in ({"rewards": [0.5, None], "unscored": [None, "parse_error"], "by_reward": {"é": [1e-07, 2.0]}},
+                    {"error": "x"}):
+        assert render_json(payload) == JSONResponse(payload).body
+    a = app(unscored_reward=-1.0)
+    fast, slow = TestClient(a), TestClient(a.api)
+    bodies = [("/get_reward", {"query": ["P abc"], "prompts": ["P"], "labels": [None]}),
+              ("/get_reward", {"query": ["P skip"], "prompts": ["P"]}),
+              ("/score", {"prompts": ["P"], "completions": ["abcd"], "labels": ["l"]}),
+              ("/score", {"prompts": ["P"], "completions": [3]}), ("/get_reward", {"query": []})]
+    for path, body in bodies:
+        r1, r2 = fast.post(path, json=body), slow.post(path, json=body)
+        assert (r1.status_code, r1.content) == (r2.status_code, r2.content), (path, body)
+        assert r1.headers["content-type"] == "application/json"
+    r1, r2 = fast.post("/score", content=b"{not json"), slow.post("/score", content=b"{not json")
+    assert r1.status_code == r2.status_code == 400 and r1.content == r2.content
+    assert fast.get("/get_reward").status_code == 405 and fast.post("/nope", json={}).status_code == 404
+    assert fast.get("/health").json() == {"status": "ok"}
