@@ -102,3 +102,29 @@ def test_fsdp_config_on_cpu_is_refused_not_silently_ddp(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(RlaifError, match="DeepSpeed"):
         check_strategy(cpu)
+
+
+@pytest.mark.slow
+def test_grpo_and_sft_fsdp2_two_processes(tmp_path):
+    """GRPO generates through the FSDP root (its weights gathered, ranks kept in step with synced_gpus) and
+    SFT trains; each writes one adapter and one checkpoint."""
+    model = save_tiny(tmp_path / "tiny")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Say {w}", "word": w}) + "\n" for w in "abcd"))
+    rf = tmp_path / "rw.py"
+    rf.write_text("def has_word(prompts, completions, word, **kw):\n"
+                  "    return [float(w in c) for c, w in zip(completions, word)]\n")
+    g = tmp_path / "grpo"
+    out = launch_fsdp("train", "grpo", str(prompts), "--model", model, "--reward", f"{rf}:has_word", "-G", "2",
+                      "--batch-size", "1", "--max-steps", "2", "--max-completion-length", "4", "-o", str(g))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [m["step"] for m in curve(g)] == [1, 2] and (g / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((g / "checkpoint-2" / "state.json").read_text())["fsdp"] is True
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": f"Say {w}", "response": w.upper() + "!", "score": 5.0} for w in "abcdefgh"]))
+    s = tmp_path / "sft"
+    out = launch_fsdp("train", "sft", str(judged), "--model", model, "--batch-size", "2", "--max-steps", "2",
+                      "-o", str(s))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [m["step"] for m in curve(s)] == [1, 2] and (s / "adapter" / "adapter_model.safetensors").exists()

@@ -95,13 +95,21 @@ class HFGenerator:
         eos = eos_ids(model, tok)
         was_training = model.training
         model.eval()
+        fsdp = getattr(run, "fsdp", False)
+        if fsdp:      # generate calls the inner model: gather the weights the FSDP root holds (embeddings, head)
+            run.lp_model.unshard()
         try:
             with torch.no_grad(), run.acc.autocast():
                 out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=cfg.temperature,
                                      top_p=cfg.top_p, top_k=0, max_new_tokens=cfg.max_completion_length,
-                                     num_return_sequences=cfg.num_generations, pad_token_id=pad, use_cache=True)
+                                     num_return_sequences=cfg.num_generations, pad_token_id=pad, use_cache=True,
+                                     # FSDP: every forward gathers weights from all ranks, so a rank whose
+                                     # completions ended keeps stepping until every rank's have
+                                     synced_gpus=fsdp)
         finally:
             model.train(was_training)
+            if fsdp:
+                run.lp_model.reshard()
         return [cut_after_eos(row, eos) for row in out[:, width:].tolist()]
 
 
