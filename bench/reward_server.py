@@ -106,14 +106,15 @@ def start_reward_server(judge_url: str, inflight: int):
     return proc, line.split("on ", 1)[1].split()[0]
 
 
-async def measure(judge_url: str, url: str, server_pid: int, a) -> dict:
+async def measure(judge_url: str, url: str, server_pid: int, judge_pid: int, a) -> dict:
     import aiohttp
 
     from rlaif.serve import RewardServerConfig, RewardService
 
     svc = RewardService(RewardServerConfig(rewards=[SPEC], base_url=judge_url, cache=False, concurrency=a.inflight))
     res: dict = {k: [] for k in ("in1", "http1", "in32", "http32", "ratio1", "ratio32",
-                                 "cpu_in1", "cpu_client1", "cpu_server1", "cpu_in32", "cpu_client32", "cpu_server32")}
+                                 "cpu_in1", "cpu_client1", "cpu_server1", "cpu_in32", "cpu_client32", "cpu_server32",
+                                 "cpu_judge_in1", "cpu_judge_http1", "cpu_judge_in32", "cpu_judge_http32")}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300),
                                      connector=aiohttp.TCPConnector(limit=a.inflight)) as session:
         async def http(batch, tag):
@@ -127,10 +128,14 @@ async def measure(judge_url: str, url: str, server_pid: int, a) -> dict:
             for batch in (1, BATCH):
                 order = ("in", "http") if (r + batch) % 2 else ("http", "in")     # alternate who goes first
                 for arm in order:
+                    j0 = cpu_seconds(judge_pid)
                     if arm == "in":
                         got[f"in{batch}"] = await in_process(svc, a.n, a.inflight, batch, f"in{batch}-{r}")
                     else:
                         got[f"http{batch}"] = await http(batch, f"http{batch}-{r}")
+                    j1 = cpu_seconds(judge_pid)
+                    got[f"judge_{arm}{batch}"] = (j1 - j0) / a.n * 1e6 if j0 is not None and j1 is not None \
+                        else float("nan")
             if r == 0:
                 continue
             for batch in (1, BATCH):
@@ -141,6 +146,8 @@ async def measure(judge_url: str, url: str, server_pid: int, a) -> dict:
                 res[f"cpu_in{batch}"].append(cin)
                 res[f"cpu_client{batch}"].append(ch)
                 res[f"cpu_server{batch}"].append(cs)
+                res[f"cpu_judge_in{batch}"].append(got[f"judge_in{batch}"])
+                res[f"cpu_judge_http{batch}"].append(got[f"judge_http{batch}"])
             print(f"round {r}: ratio 1/request {res['ratio1'][-1]:.2f}, {BATCH}/request {res['ratio32'][-1]:.2f}",
                   file=sys.stderr, flush=True)
     for s in svc.scorers:               # close the judge's HTTP session on this loop (no "unclosed" noise)
@@ -162,7 +169,7 @@ def main() -> None:
     server = None
     try:
         server, url = start_reward_server(judge_url, a.inflight)
-        res = asyncio.run(measure(judge_url, url, server.pid, a))
+        res = asyncio.run(measure(judge_url, url, server.pid, judge.pid, a))
     finally:
         if server is not None:
             server.terminate()
@@ -175,9 +182,11 @@ def main() -> None:
     for b, label in ((1, "1 per request (/get_reward)"), (BATCH, f"{BATCH} per request (/score)")):
         ratios = res[f"ratio{b}"]
         print(f"{label}:")
-        print(f"  in process  {med(res[f'in{b}']):7.1f} rewards/s   CPU {med(res[f'cpu_in{b}']):6.0f} µs/completion")
-        print(f"  HTTP        {med(res[f'http{b}']):7.1f} rewards/s   CPU server {med(res[f'cpu_server{b}']):6.0f} "
-              f"+ client {med(res[f'cpu_client{b}']):6.0f} µs/completion")
+        print(f"  in process  {med(res[f'in{b}']):7.1f} rewards/s   CPU µs/completion: {med(res[f'cpu_in{b}']):5.0f}"
+              f" (+ judge {med(res[f'cpu_judge_in{b}']):4.0f})")
+        print(f"  HTTP        {med(res[f'http{b}']):7.1f} rewards/s   CPU µs/completion: server "
+              f"{med(res[f'cpu_server{b}']):5.0f} + client {med(res[f'cpu_client{b}']):4.0f} "
+              f"(+ judge {med(res[f'cpu_judge_http{b}']):4.0f})")
         target = "  (target >= 0.85)" if b == 1 else ""
         print(f"  ratio HTTP / in process  {med(ratios):.2f}  [{min(ratios):.2f}-{max(ratios):.2f}]{target}")
         cpu = [s / i - 1 for s, i in zip(res[f"cpu_server{b}"], res[f"cpu_in{b}"], strict=True)]
