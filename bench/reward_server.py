@@ -19,6 +19,10 @@ in-process arm's is what serving over HTTP costs the machine that runs the rewar
 on the caller's machine in a real deployment (here it shares the same 2 cores).
 Target (issue 12): HTTP overhead <= 15%, i.e. the median HTTP/in-process ratio for one completion per request
 >= 0.85.
+
+Measured (defaults, 2 shared cores, load average 3-6; docs/scale.md): median ratios for one completion per
+request 0.94 [0.76-1.07], 0.83 [0.79-1.09], 0.79 [0.70-1.49] in three runs; server CPU per completion 2-16%
+over the in-process arm's, the aiohttp client ~250 µs per request on the same cores.
 """
 from __future__ import annotations
 
