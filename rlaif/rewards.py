@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rlaif.train.reward_spec import PREFIXES, parse_reward_spec, register_prefix
-from rlaif.train.rewards import PY_NONE, Scored, check_values
+from rlaif.train.rewards import PY_NONE, RubricReward, Scored, check_values, load_reward, reward_name
 
 log = logging.getLogger("rlaif.rewards")
 
@@ -62,7 +62,6 @@ class RubricScorer(Scorer):
         from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Engine
         from rlaif.judge import default_cache
         from rlaif.ledger import Ledger
-        from rlaif.train.rewards import RubricReward
 
         if backend is None:           # backend_options: e.g. base_url of a self-hosted OpenAI-compatible server
             backend = get_backend(judge, **(backend_options or {}))
@@ -79,27 +78,13 @@ class RubricScorer(Scorer):
         self.name = self.inner.__name__
 
     async def score(self, prompts, completions, **columns) -> list[Scored]:
-        from rlaif.judge import judge_rows_async
-        from rlaif.train.rewards import completion_text, prompt_text
-
-        rows = [{"prompt": prompt_text(p), "response": completion_text(c)}
-                for p, c in zip(prompts, completions, strict=True)]
-        ref = columns.get("reference")
-        if ref is not None and len(ref) == len(rows):     # a rubric with a reference reads it from the row
-            for row, r in zip(rows, ref, strict=True):
-                if r is not None:
-                    row["reference"] = r
-        verdicts = await judge_rows_async(rows, self.inner.rubric, "absolute", judge=self.inner.backend,
-                                          engine=self.engine)
-        return [(None, v.error) if v.error or v.score is None else (float(v.score), None) for v in verdicts]
+        return await self.inner.score(prompts, completions, **columns)
 
 
 class PythonScorer(Scorer):
     """A Python function in TRL's signature, sync or async. None from it means unscored (PY_NONE)."""
 
     def __init__(self, fn: Callable, name: str | None = None):
-        from rlaif.train.rewards import reward_name
-
         self.fn = fn
         self.name = name or reward_name(fn)
         self.is_async = _is_async(fn)
@@ -136,8 +121,6 @@ def resolve(spec, **options) -> Scorer:
     reads), a Scorer, or a Python callable. `options` go to the judge engine of rubric specs (concurrency,
     cache, ledger, max_cost, max_retries, timeout, backend_options, judge_backends) and to registered
     resolvers."""
-    from rlaif.train.rewards import load_reward
-
     if isinstance(spec, Scorer):
         return spec
     if callable(spec):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from rlaif.engine import run_sync
 from rlaif.errors import RlaifError
 from rlaif.rewards import PythonScorer, RubricScorer, Scorer, register_resolver, resolve
 from rlaif.train.reward_spec import PREFIXES, RewardSpec, parse_reward_spec
@@ -86,3 +87,19 @@ def test_train_grpo_cli_refuses_a_bad_spec_with_the_shared_message(tmp_path, cap
     rc = main(["train", "grpo", str(p), "--reward", "rubric:@fake/x", "-o", str(tmp_path / "out")])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert rc == 2 and len(err) == 1 and "reward rubric:@fake/x: missing the rubric name" in err[0], err
+
+
+def test_a_rubric_reward_reads_the_reference_column_on_both_paths(fake_backend):
+    """One judging path for a rubric reward: the GRPO loop's callable and the Scorer both pass `reference`."""
+    seen = []
+
+    def responder(messages, params):
+        seen.append("REF-42" in messages[-1]["content"])
+        return "Fine. Score: 5"
+
+    backend = fake_backend(responder=responder, supports_logprobs=False)
+    spec = "rubric:instruction_following@fake/x"
+    assert load_reward(spec, {"fake/x": backend})(["What is 6x7?"], ["42"], reference=["REF-42"]) == [5.0]
+    s = resolve(spec, judge_backends={"fake/x": backend})
+    assert run_sync(s.score(["What is 6x7?"], ["42"], reference=["REF-42"])) == [(5.0, None)]
+    assert seen == [True, True]

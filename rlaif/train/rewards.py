@@ -61,21 +61,34 @@ class RubricReward:
         self.__name__ = f"rubric:{self.rubric.name}@{self.backend.name}"
         self.errors: Counter = Counter()
 
-    def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
-        from rlaif.engine import run_sync
+    async def score(self, prompts, completions, **columns) -> list[Scored]:
+        """(score, None) or (None, reason) per completion: the one judging path of a rubric reward, shared by
+        the GRPO loop (`__call__`) and rlaif.rewards.RubricScorer. A `reference` column reaches the judge."""
         from rlaif.judging.judge import judge_rows_async
 
-        rows = [{"prompt": prompt_text(p), "response": completion_text(c)} for p, c in zip(prompts, completions)]
-        verdicts = run_sync(judge_rows_async(rows, self.rubric, "absolute", judge=self.backend, engine=self.engine))
-        out: list[float | None] = []
+        rows = [{"prompt": prompt_text(p), "response": completion_text(c)}
+                for p, c in zip(prompts, completions, strict=True)]
+        ref = columns.get("reference")
+        if ref is not None and len(ref) == len(rows):     # a rubric with a reference reads it from the row
+            for row, r in zip(rows, ref, strict=True):
+                if r is not None:
+                    row["reference"] = r
+        verdicts = await judge_rows_async(rows, self.rubric, "absolute", judge=self.backend, engine=self.engine)
+        out: list[Scored] = []
         for v in verdicts:
             if v.error:
-                self.errors[v.error] += 1
-                out.append(None)
+                out.append((None, v.error))
             else:
                 assert v.score is not None, "a verdict without an error has a score"
-                out.append(float(v.score))
+                out.append((float(v.score), None))
         return out
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
+        from rlaif.engine import run_sync
+
+        scored = run_sync(self.score(prompts, completions, **kwargs))
+        self.errors.update(why for v, why in scored if v is None)
+        return [v for v, _ in scored]
 
 
 def load_reward(spec, judge_backends: dict | None = None):
