@@ -50,16 +50,12 @@ EXCERPT = 400          # characters of each text kept per item in the result, fo
 def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
     """Read and validate a gold set. Returns (rows, mode); each row gains `_human`, the human label
     as the metrics use it (a/b/tie, or an int scale point). InputError names file, line and field."""
-    from rlaif.io import check_row, infer_mode, iter_jsonl
+    from rlaif.io import check_row, infer_mode, iter_objects
 
     path = str(path)
     rows, mode = [], None
     seen: dict[str, int] = {}               # id -> line: `rubric diff` pairs items by id
-    for n, value in iter_jsonl(path):
-        if isinstance(value, InputError):
-            raise value
-        if not isinstance(value, dict):
-            raise InputError(path, n, None, f"expected a JSON object, got {type(value).__name__}")
+    for n, value in iter_objects(path):
         m = infer_mode(value)
         if m == "rank":
             raise InputError(path, n, "responses",
