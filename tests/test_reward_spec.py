@@ -87,6 +87,7 @@ def test_train_grpo_cli_refuses_a_bad_spec_with_the_shared_message(tmp_path, cap
     rc = main(["train", "grpo", str(p), "--reward", "rubric:@fake/x", "-o", str(tmp_path / "out")])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert rc == 2 and len(err) == 1 and "reward rubric:@fake/x: missing the rubric name" in err[0], err
+    assert not (tmp_path / "out").exists()          # refused with the option problems, before any work
 
 
 def test_a_rubric_reward_reads_the_reference_column_on_both_paths(fake_backend):
