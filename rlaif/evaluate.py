@@ -260,14 +260,10 @@ def _read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]],
                 allowed: dict[str, tuple] | None = None) -> list[dict]:
     """Rows of a JSONL file, each checked for the `required` fields and types and `allowed` values;
     an InputError names the file, line and field. Rows without an id get "<file stem>-<line>"."""
-    from rlaif.io import iter_jsonl
+    from rlaif.io import iter_objects
 
     rows = []
-    for n, value in iter_jsonl(path):
-        if isinstance(value, InputError):
-            raise value
-        if not isinstance(value, dict):
-            raise InputError(str(path), n, None, f"expected a JSON object, got {type(value).__name__}")
+    for n, value in iter_objects(path):
         for name, typ in required.items():
             if name not in value:
                 raise InputError(str(path), n, name, f"missing (each row needs {', '.join(required)})")

@@ -8,7 +8,8 @@ calibration and bootstrap CIs, next to the trivial baselines a reader needs to j
 with a paired bootstrap CI, plus the items on which the two versions disagree.
 
 Gold sets (JSONL, one item a line; other fields are kept for the report but never shown to the judge):
-The human label is read from `human` (or `gold` / `label`: the first present, as jury weights read it).
+The human label is read from `gold`, `human` or `label` (the first present) and normalised by
+rlaif.judging.aggregate.human_label, the reading `--aggregate weighted` jury weights share.
 - pairwise: `prompt`, `response_a`, `response_b`, `human` in a | b | tie.
 - absolute: `prompt`, `response`, `human` = a score on the rubric's scale, or a label name that the
   rubric's `labels:` map sends to a scale point (over_refusal: full_refusal -> 1 ... full_compliance -> 3).
@@ -34,7 +35,7 @@ from pathlib import Path
 from rlaif import agreement as ag
 from rlaif.errors import ConfigError, InputError, Problem, RlaifError
 from rlaif.journal import check_output, content_hash, write_json_atomic
-from rlaif.judging.aggregate import GOLD_FIELDS, gold_field
+from rlaif.judging.aggregate import GOLD_FIELDS, human_label
 from rlaif.rubrics import Rubric, load_rubric
 from rlaif.ties import TIE_MARGIN, check_tie_margin, pair_label
 from rlaif.ties import describe as describe_tie_rule
@@ -49,17 +50,12 @@ EXCERPT = 400          # characters of each text kept per item in the result, fo
 def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
     """Read and validate a gold set. Returns (rows, mode); each row gains `_human`, the human label
     as the metrics use it (a/b/tie, or an int scale point). InputError names file, line and field."""
-    from rlaif.io import check_row, infer_mode, iter_jsonl
+    from rlaif.io import check_row, infer_mode, iter_objects
 
     path = str(path)
     rows, mode = [], None
     seen: dict[str, int] = {}               # id -> line: `rubric diff` pairs items by id
-    lo, hi = rubric.scale.min, rubric.scale.max
-    for n, value in iter_jsonl(path):
-        if isinstance(value, InputError):
-            raise value
-        if not isinstance(value, dict):
-            raise InputError(path, n, None, f"expected a JSON object, got {type(value).__name__}")
+    for n, value in iter_objects(path):
         m = infer_mode(value)
         if m == "rank":
             raise InputError(path, n, "responses",
@@ -73,28 +69,11 @@ def load_gold(path: str | Path, rubric: Rubric) -> tuple[list[dict], str]:
                 raise InputError(path, n, "id",
                                  f"duplicate id {value['id']!r} (first on line {seen[str(value['id'])]})")
             seen[str(value["id"])] = n
-        field = gold_field(value)
-        if field is None:
+        h = human_label(value, mode, rubric, path, n)
+        if h is None:
             raise InputError(path, n, "human", "missing (the human label of this item; "
                                                f"read from the first of {', '.join(GOLD_FIELDS)} present)")
-        h = value[field]
-        if mode == "pairwise":
-            if not isinstance(h, str) or h.lower() not in ("a", "b", "tie"):
-                raise InputError(path, n, field, f"expected one of a, b, tie, got {h!r}")
-            value["_human"] = h.lower()
-        elif isinstance(h, bool) or not isinstance(h, (int, float, str)):
-            raise InputError(path, n, field, f"expected a score or a label name, got {type(h).__name__}")
-        elif isinstance(h, str):
-            labels = rubric.labels or {}
-            if h not in labels:
-                hint = (f"known labels: {', '.join(labels)}" if labels else
-                        f"rubric '{rubric.name}' has no labels: map; add one (label: scale point) or give scores")
-                raise InputError(path, n, field, f"unknown label {h!r}; {hint}")
-            value["_human"] = labels[h]
-        else:
-            if h != int(h) or not lo <= h <= hi:
-                raise InputError(path, n, field, f"score {h} is not an integer on the rubric's scale {lo}..{hi}")
-            value["_human"] = int(h)
+        value["_human"] = h
         rows.append(value)
     if not rows:
         raise InputError(path, None, None, "file is empty: expected one gold item per line")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -218,6 +218,17 @@ def _unique_key_loader():
     UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                     UniqueKeyLoader.construct_mapping)
     return UniqueKeyLoader
+
+
+def iter_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, row) for each JSON object of a JSONL file; the first invalid line, or a line that is
+    not an object, raises its InputError (file, line). The reader of files whose rows must all be objects."""
+    for n, value in iter_jsonl(path):
+        if isinstance(value, InputError):
+            raise value
+        if not isinstance(value, dict):
+            raise InputError(str(path), n, None, f"expected a JSON object, got {type(value).__name__}")
+        yield n, value
 
 
 def numbered_rows(path: str | Path) -> list[tuple[int, object]]:

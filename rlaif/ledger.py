@@ -173,15 +173,19 @@ class Ledger:
     def flush(self) -> None:
         with self._lock:
             if self._pending:
-                rows = list(self._pending.values())
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+                self._write_all("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                list(self._pending.values()))
                 self._pending.clear()
+
+    def _write_all(self, sql: str, rows: list[tuple]) -> None:
+        """All rows in one write transaction, or none of them (the caller holds the lock)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # -- verdicts: finished output rows, so a fully answered re-run skips rendering too ------------
     def get_verdicts(self, keys: list[str]) -> dict[str, dict]:
@@ -208,13 +212,7 @@ class Ledger:
             except ValueError:
                 continue
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._write_all("INSERT OR REPLACE INTO verdicts VALUES (?,?,?)", rows)
 
     def close(self) -> None:
         self.flush()

@@ -137,6 +137,12 @@ EVAL_BOUNDS = {"limit": (1, None), "max_new_tokens": (1, None), "capability_max_
 EVAL_REPORT = "eval.json"
 
 
+def config_path(base: Path, p) -> Path:
+    """A path written in a pipeline config: `~` expanded; relative paths start at the config's folder."""
+    q = Path(os.path.expanduser(str(p)))
+    return q if q.is_absolute() else base / q
+
+
 @dataclass
 class Loaded:
     cfg: PipelineConfig
@@ -144,8 +150,7 @@ class Loaded:
     base: Path                        # the config file's folder: relative paths start here
 
     def resolve(self, p: str) -> Path:
-        q = Path(os.path.expanduser(p))
-        return q if q.is_absolute() else self.base / q
+        return config_path(self.base, p)
 
     @property
     def workdir(self) -> Path:
@@ -221,8 +226,7 @@ def _semantic_problems(raw: dict, base: Path, src: str) -> list[Problem]:
         return f"{src}: {loc}"
 
     def resolve(p):
-        q = Path(os.path.expanduser(str(p)))
-        return q if q.is_absolute() else base / q
+        return config_path(base, p)
 
     prompts = raw.get("prompts")
     if isinstance(prompts, str):
@@ -321,8 +325,7 @@ def _later_stage_problems(raw: dict, base: Path, src: str) -> list[Problem]:
         return f"{src}: eval.{k}"
 
     def resolve(p):
-        q = Path(os.path.expanduser(str(p)))
-        return q if q.is_absolute() else base / q
+        return config_path(base, p)
 
     if "prompts" not in ev:
         out.append(Problem(at("prompts"), "required: the held-out prompts (JSONL) the win rate is measured on"))

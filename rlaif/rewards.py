@@ -8,10 +8,10 @@ public entry point; `rlaif.train.rewards` keeps the building blocks rlaif's own 
     trainer = GRPOTrainer(model=..., reward_funcs=[reward("rubric:helpfulness@openai/gpt-4o-mini"),
                                                     reward("my_rewards.py:length_penalty")], ...)
 
-Specs (`resolve`): `rubric:NAME[@provider/model]` (the rubric's absolute score, judged through the engine),
-`path/file.py[:func]` or `module:func` (a Python reward in TRL's signature, sync or async), and `rm:PATH` (a
-reward model from `rlaif train rm`, when that module is installed). More prefixes plug in with
-`register_resolver`.
+Specs (`resolve`; the grammar is rlaif/train/reward_spec.py, the same one `rlaif train grpo --reward` reads):
+`rubric:NAME[@provider/model]` (the rubric's absolute score, judged through the engine), `path/file.py[:func]`
+or `module:func` (a Python reward in TRL's signature, sync or async), and `rm:PATH` (a reward model from
+`rlaif train rm`, when that module is installed). More prefixes plug in with `register_resolver`.
 
 The call signature is TRL's: `f(prompts, completions, **kwargs) -> list[float | None]`; kwargs carry the
 dataset's other columns plus TRL's own (`completion_ids`, `trainer_state`, `log_metric`, `log_extra`). A
@@ -28,22 +28,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
-from rlaif.errors import RlaifError
+from rlaif.train.reward_spec import PREFIXES, parse_reward_spec, register_prefix
+from rlaif.train.rewards import PY_NONE, RubricReward, Scored, check_values, load_reward, reward_name
 
 log = logging.getLogger("rlaif.rewards")
 
 # kwargs TRL adds to every reward call: a judge has no use for them, a Python reward may (passed through).
 TRL_KWARGS = ("completion_ids", "trainer_state", "log_metric", "log_extra", "environments")
 
-# reason code for a Python reward that returned None for a completion (it said "cannot score this")
-PY_NONE = "reward_returned_none"
-
-Scored = tuple[float | None, str | None]          # (value, reason it is unscored)
 Resolver = Callable[..., "Scorer"]
 
 
@@ -65,9 +60,8 @@ class RubricScorer(Scorer):
                  max_retries: int | None = None, timeout: float | None = None, backend_options: dict | None = None):
         from rlaif.backends import get_backend
         from rlaif.engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Engine
-        from rlaif.judge import Judge, default_cache
+        from rlaif.judge import default_cache
         from rlaif.ledger import Ledger
-        from rlaif.train.rewards import RubricReward
 
         if backend is None:           # backend_options: e.g. base_url of a self-hosted OpenAI-compatible server
             backend = get_backend(judge, **(backend_options or {}))
@@ -82,34 +76,15 @@ class RubricScorer(Scorer):
                              timeout=timeout or DEFAULT_TIMEOUT)
         self.inner.engine = self.engine
         self.name = self.inner.__name__
-        # one Judge for every call (its options and method resolved once)
-        self._judge = Judge(self.inner.rubric, self.inner.backend, self.engine)
 
     async def score(self, prompts, completions, **columns) -> list[Scored]:
-        import asyncio
-
-        from rlaif.train.rewards import completion_text, prompt_text
-
-        rows = [{"prompt": prompt_text(p), "response": completion_text(c)}
-                for p, c in zip(prompts, completions, strict=True)]
-        ref = columns.get("reference")
-        if ref is not None and len(ref) == len(rows):     # a rubric with a reference reads it from the row
-            for row, r in zip(rows, ref, strict=True):
-                if r is not None:
-                    row["reference"] = r
-        # What judge_rows_async does for each call, with the Judge built once: a reward server answers many
-        # one-completion requests, and building a Judge (options, method) per call was a measurable share
-        # of its CPU per request (bench/reward_server.py). Rows are judged independently either way.
-        verdicts = await asyncio.gather(*(self._judge.judge_row(r, "absolute") for r in rows))
-        return [(None, v.error) if v.error or v.score is None else (float(v.score), None) for v in verdicts]
+        return await self.inner.score(prompts, completions, **columns)
 
 
 class PythonScorer(Scorer):
     """A Python function in TRL's signature, sync or async. None from it means unscored (PY_NONE)."""
 
     def __init__(self, fn: Callable, name: str | None = None):
-        from rlaif.train.rewards import reward_name
-
         self.fn = fn
         self.name = name or reward_name(fn)
         self.is_async = _is_async(fn)
@@ -124,24 +99,6 @@ class PythonScorer(Scorer):
         return check_values(self.name, values, len(completions))
 
 
-def check_values(name: str, values: Any, n: int) -> list[Scored]:
-    """A reward function's output checked: a list of n numbers or None; anything else is the user's bug."""
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        got = len(values) if hasattr(values, "__len__") else "?"
-        raise RlaifError(f"reward {name} returned {type(values).__name__} of length {got}; expected a list of {n}")
-    out: list[Scored] = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append((None, PY_NONE))
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise RlaifError(f"reward {name} returned {v!r} for completion {i}; expected a number or None")
-        elif math.isnan(float(v)):
-            out.append((None, PY_NONE))
-        else:
-            out.append((float(v), None))
-    return out
-
-
 def _is_async(fn) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
@@ -149,55 +106,32 @@ def _is_async(fn) -> bool:
 # ------------------------------------------------------------------------------------------------
 # the spec registry
 # ------------------------------------------------------------------------------------------------
-RESOLVERS: dict[str, Resolver] = {}
+RESOLVERS: dict[str, Resolver] = PREFIXES       # the one registry, kept beside the one spec grammar
 
 
 def register_resolver(prefix: str, resolver: Resolver) -> None:
     """Make `PREFIX:REST` specs resolve through `resolver(REST, **options) -> Scorer`. `options` are the
     engine options of `resolve` (concurrency, cache, ledger, max_cost, ...): a resolver ignores those it has
-    no use for."""
-    RESOLVERS[prefix] = resolver
-
-
-def _rubric(rest: str, **opts) -> Scorer:
-    name, _, judge = rest.partition("@")
-    if not name:
-        raise RlaifError(f"reward rubric:{rest}: missing the rubric name (rubric:helpfulness@openai/gpt-4o-mini)")
-    backend = (opts.pop("judge_backends", None) or {}).get(judge or None)
-    return RubricScorer(name, judge or None, backend=backend, **opts)
-
-
-def _reward_model(rest: str, **opts) -> Scorer:
-    """`rm:PATH`: a reward model trained with `rlaif train rm` (rlaif.train.rm_reward.RMReward, batched)."""
-    try:
-        from rlaif.train.rm_reward import RMReward
-    except ImportError as e:
-        raise RlaifError(f"reward rm:{rest}: reward models need rlaif's reward-model module "
-                         f"(rlaif.train.rm_reward), which this install does not have") from e
-    if not rest:
-        raise RlaifError("reward rm:: give the reward model's folder (rm:runs/rm/adapter)")
-    return PythonScorer(RMReward(rest), name=f"rm:{rest}")
-
-
-register_resolver("rubric", _rubric)
-register_resolver("rm", _reward_model)
+    no use for. The built-in prefixes (rubric, rm) cannot be replaced."""
+    register_prefix(prefix, resolver)
 
 
 def resolve(spec, **options) -> Scorer:
-    """A Scorer from a spec string, a Scorer, or a Python callable. `options` go to the judge engine of
-    rubric specs (concurrency, cache, ledger, max_cost, max_retries, timeout, judge_backends)."""
+    """A Scorer from a spec string (rlaif.train.reward_spec's grammar, the one `rlaif train grpo --reward`
+    reads), a Scorer, or a Python callable. `options` go to the judge engine of rubric specs (concurrency,
+    cache, ledger, max_cost, max_retries, timeout, backend_options, judge_backends) and to registered
+    resolvers."""
     if isinstance(spec, Scorer):
         return spec
     if callable(spec):
         return PythonScorer(spec)
-    if not isinstance(spec, str) or not spec:
-        raise RlaifError(f"reward spec: expected 'rubric:NAME[@judge]', 'rm:PATH' or 'file.py:func', got {spec!r}")
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix in RESOLVERS:
-        return RESOLVERS[prefix](rest, **options)
-    from rlaif.train.rewards import load_reward
-
-    return PythonScorer(load_reward(spec))
+    parsed = parse_reward_spec(spec)
+    if parsed.kind == "rubric":
+        backend = (options.pop("judge_backends", None) or {}).get(parsed.judge)
+        return RubricScorer(parsed.target, parsed.judge, backend=backend, **options)
+    if parsed.kind == "plugin":
+        return RESOLVERS[parsed.prefix](parsed.target, **options)
+    return PythonScorer(load_reward(parsed))   # rm:PATH and Python functions: built as the GRPO loop builds them
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,4 +206,4 @@ def unscored_summary(fns: list) -> dict[str, dict[str, int]]:
 
 
 __all__ = ["Reward", "AsyncReward", "Scorer", "RubricScorer", "PythonScorer", "reward", "async_reward", "rewards",
-           "resolve", "register_resolver", "unscored_summary", "check_values"]
+           "resolve", "register_resolver", "unscored_summary", "check_values", "PY_NONE"]

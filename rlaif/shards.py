@@ -66,18 +66,14 @@ def select_shard(rows: list[dict], i: int, n: int, lines: list[int] | None = Non
 
 def merge(paths: list[str | Path], output: str | Path, input: str | Path | None = None) -> int:
     """Merge shard outputs into `output` (atomically). Returns the number of rows written."""
-    from rlaif.io import check_row, infer_mode, iter_jsonl, write_jsonl
+    from rlaif.io import check_row, infer_mode, iter_jsonl, iter_objects, write_jsonl
     from rlaif.journal import check_output
 
     check_output(output, inputs=[*paths, *([input] if input is not None else [])])
     seen: dict[str, tuple[str, int]] = {}
     merged: list[dict] = []
     for p in paths:
-        for line, row in iter_jsonl(p):
-            if isinstance(row, InputError):
-                raise row
-            if not isinstance(row, dict):
-                raise InputError(str(p), line, None, "expected a JSON object")
+        for line, row in iter_objects(p):
             check_row(row, str(p), line, infer_mode(row))     # a judged row still carries its input row
             k = row_key(row)
             if k in seen:
@@ -88,10 +84,10 @@ def merge(paths: list[str | Path], output: str | Path, input: str | Path | None 
     if input is not None:
         by_key = {row_key(r): r for r in merged}
         ordered, missing = [], []
-        for line, row in iter_jsonl(input):
-            if isinstance(row, InputError) or not isinstance(row, dict):
+        for line, value in iter_jsonl(input):
+            if isinstance(value, InputError) or not isinstance(value, dict):
                 continue                    # invalid input rows were skipped by judge too
-            k = row_key(row)
+            k = row_key(value)
             if k in by_key:
                 ordered.append(by_key.pop(k))
             else:

@@ -85,7 +85,7 @@ def test_compute_score_with_verls_argument_names(tmp_path):
 
 
 def test_compute_score_through_the_reward_server(tmp_path):
-    from test_serve_reward import running
+    from tests.test_serve_reward import running
 
     from rlaif.serve import RewardServerConfig, build_app
 

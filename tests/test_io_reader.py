@@ -163,3 +163,19 @@ def test_any_text_reads_as_rows_or_input_errors(tmp_path, data):
     for _, v in iter_jsonl(p):
         if not isinstance(v, InputError):
             dumps(v).encode("utf-8")
+
+
+def test_iter_objects_refuses_the_first_bad_line(tmp_path):
+    """The one reader of files whose rows must all be objects (gold, judged files, shards, eval, training)."""
+    from rlaif.errors import InputError
+    from rlaif.io import iter_objects
+
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\n\n[1, 2]\n{"b": 2}\n', encoding="utf-8")
+    it = iter_objects(p)
+    assert next(it) == (1, {"a": 1})
+    with pytest.raises(InputError, match=r"rows.jsonl:3: expected a JSON object, got list"):
+        next(it)
+    p.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"rows.jsonl:2: "):
+        list(iter_objects(p))

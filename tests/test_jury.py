@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rlaif.backends.fake import FakeBackend
-from rlaif.errors import ConfigError, RlaifError
+from rlaif.errors import ConfigError, InputError, RlaifError
 from rlaif.judge import judge
 from rlaif.jury import aggregate, agreement_weight
 from rlaif.records import Completion, Judgment, Usage
@@ -241,3 +241,54 @@ def test_jury_works_inside_a_running_event_loop():
 
     out, s = asyncio.run(main())
     assert s.scored == 2 and out[0]["p_a"] == pytest.approx(0.9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gold labels: the jury reads them as `rlaif rubric test` does (aggregate.human_label)
+# ---------------------------------------------------------------------------------------------
+MARKS = {"zzrefuse": ("full_refusal", 1), "zzpartial": ("partial_refusal", 2), "zzcomply": ("full_compliance", 3)}
+REFUSAL_ROWS = [{"id": f"r{i}", "prompt": f"How do I stop process {i}?", "response": f"{mark} answer {i}"}
+                for i, mark in enumerate(list(MARKS) * 2)]
+
+
+def marked_judge(name, score_of):
+    """A generative judge scoring a response by its marker word: score_of(marker) -> scale point."""
+    def responder(messages, params):
+        mark = next(m for m in MARKS if m in messages[-1]["content"])
+        return f"Reasoning. Score: {score_of(mark)}"
+    return FakeBackend(name, responder=responder, supports_logprobs=False)
+
+
+def test_weighted_jury_reads_gold_labels_as_rubric_test_does(tmp_path):
+    from rlaif.gold import load_gold
+    from rlaif.rubrics import load_rubric
+
+    def gold_file(name, label):
+        p = tmp_path / name
+        p.write_text("".join(json.dumps({**r, "human": label(MARKS[r["response"].split()[0]])}) + "\n"
+                             for r in REFUSAL_ROWS), encoding="utf-8")
+        return p
+
+    text, numbers = gold_file("text.jsonl", lambda m: m[0]), gold_file("numbers.jsonl", lambda m: m[1])
+    rub = load_rubric("over_refusal")
+    assert [r["_human"] for r in load_gold(text, rub)[0]] == [r["_human"] for r in load_gold(numbers, rub)[0]]
+
+    def weights(gold):
+        judges = [marked_judge("exact", lambda m: MARKS[m][1]),
+                  marked_judge("lenient", lambda m: 3 if m == "zzpartial" else MARKS[m][1])]
+        _, s = judge(REFUSAL_ROWS, "over_refusal", judge=judges, aggregate="weighted", gold=str(gold))
+        return s.jury_weights
+
+    w = weights(text)
+    assert w == weights(numbers)
+    exact, lenient = w.values()
+    assert exact == pytest.approx(1.0) and 0 < lenient < 1
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(text.read_text().replace('"full_compliance"', '"complied"', 1), encoding="utf-8")
+    with pytest.raises(InputError) as from_rubric_test:
+        load_gold(bad, rub)
+    with pytest.raises(InputError) as from_jury:
+        weights(bad)
+    assert str(from_jury.value) == str(from_rubric_test.value)
+    assert f"{bad}:3: field 'human': unknown label 'complied'" in str(from_jury.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from rlaif.cli.common import parser
+from rlaif.train.reward_spec import FORMS as REWARD_FORMS
 
 
 def cmd_serve_reward(args) -> int:
@@ -39,7 +40,7 @@ def add_serve(sub) -> None:
                                   "cannot be scored is never given a made-up value: /score answers null with the "
                                   "reason; /get_reward answers --unscored-reward if you set one, else 503.")
     r.add_argument("--reward", action="append", required=True, metavar="SPEC",
-                   help="rubric:NAME[@provider/model], file.py[:func], module:func, rm:PATH (repeatable)")
+                   help=f"{REWARD_FORMS} (repeatable)")
     r.add_argument("--weight", action="append", type=float, default=None,
                    help="weight of each --reward in the sum, in the same order (default: 1 each)")
     r.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")

@@ -6,6 +6,7 @@ import argparse
 
 from rlaif.cli.common import add_quiet, parser, stderr
 from rlaif.cli.rm import add_grpo_rm_options, add_train_rm
+from rlaif.train.reward_spec import FORMS as REWARD_FORMS
 
 
 def _train_common(p, default_lr: float, batch_help: str) -> None:
@@ -134,8 +135,8 @@ def add_training(sub) -> None:
     g = parser(ts, "grpo", help="GRPO with rubric judges and/or Python functions as the reward",
                description="PROMPTS: JSONL or dataset folder with a `prompt` column.")
     g.add_argument("prompts", help="JSONL or dataset folder with a `prompt` column")
-    g.add_argument("--reward", action="append", required=True,
-                   help="rubric:NAME[@provider/model] | module:function | file.py[:function] (repeatable)")
+    g.add_argument("--reward", action="append", required=True, metavar="SPEC",
+                   help=f"{REWARD_FORMS} (repeatable)")
     g.add_argument("--reward-weights", type=float, nargs="+", default=None,
                    help="one weight per --reward (default: 1 each)")
     g.add_argument("--num-generations", "-G", type=int, default=8, help="completions per prompt")

@@ -4,15 +4,19 @@
 - `borda`: mean Borda points of several rankings (listwise rank, a rank jury).
 - `aggregate`: one jury verdict per row from its members' Judgments (mean, majority, weighted),
   and `agreement_weight`: how far a member agrees with gold labels above chance.
+- `human_label`: the one normalisation of a gold row's human label (rubric test and jury weights).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlaif.errors import RlaifError
+from rlaif.errors import InputError, RlaifError
 from rlaif.records import Judgment
+
+if TYPE_CHECKING:
+    from rlaif.rubrics import Rubric
 
 AGGREGATES = ("mean", "majority", "weighted")
 GOLD_FIELDS = ("gold", "human", "label")
@@ -117,8 +121,38 @@ def gold_field(row: dict) -> str | None:
 
 
 def gold_label(row: dict):
+    """A gold row's label as written (None if it has none); `human_label` is the normalised one."""
     f = gold_field(row)
     return None if f is None else row[f]
+
+
+def human_label(row: dict, mode: str, rubric: Rubric, path: str, line: int | None) -> str | int | None:
+    """A gold row's human label as agreement compares it, None when the row has none. The one reading
+    shared by `rlaif rubric test` (gold.load_gold) and the weighted jury, so a gold file means the same to
+    both: pairwise a | b | tie (any case) -> lower case; absolute an integer score on the rubric's scale, or
+    a label name the rubric's `labels:` map sends to a scale point. Anything else is an InputError naming
+    path, line and field."""
+    field = gold_field(row)
+    if field is None:
+        return None
+    h = row[field]
+    if mode == "pairwise":
+        if not isinstance(h, str) or h.lower() not in ("a", "b", "tie"):
+            raise InputError(path, line, field, f"expected one of a, b, tie, got {h!r}")
+        return h.lower()
+    if isinstance(h, bool) or not isinstance(h, (int, float, str)):
+        raise InputError(path, line, field, f"expected a score or a label name, got {type(h).__name__}")
+    if isinstance(h, str):
+        labels = rubric.labels or {}
+        if h not in labels:
+            hint = (f"known labels: {', '.join(labels)}" if labels else
+                    f"rubric '{rubric.name}' has no labels: map; add one (label: scale point) or give scores")
+            raise InputError(path, line, field, f"unknown label {h!r}; {hint}")
+        return labels[h]
+    lo, hi = rubric.scale.min, rubric.scale.max
+    if not math.isfinite(h) or h != int(h) or not lo <= h <= hi:
+        raise InputError(path, line, field, f"score {h} is not an integer on the rubric's scale {lo}..{hi}")
+    return int(h)
 
 
 def agreement_weight(mode: str, verdicts: list[Judgment], labels: list) -> float:

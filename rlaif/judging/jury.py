@@ -19,8 +19,10 @@ so each provider keeps its own concurrency limit). Then, per row:
 Members that could not score a row are left out of that row's aggregate (each row lists every
 member's verdict in `members`); a row is unscored only when no member scored it, with the most
 common member reason as its `error`. Gold rows are ordinary input rows plus a label in `gold`,
-`human` or `label` (the first present): "a"/"b" for pairwise ("tie" rows are skipped), a number
-for absolute.
+`human` or `label` (the first present), read exactly as `rlaif rubric test` reads it
+(aggregate.human_label): a/b/tie for pairwise ("tie" rows are skipped), an integer score on the scale
+or a name in the rubric's `labels:` map for absolute; a row without a label is skipped, a bad label
+is an error naming file, line and field.
 """
 from __future__ import annotations
 
@@ -34,7 +36,15 @@ from typing import Any
 
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.journal import write_jsonl_atomic
-from rlaif.judging.aggregate import AGGREGATES, GOLD_FIELDS, aggregate, agreement_weight, gold_label
+from rlaif.judging.aggregate import (
+    AGGREGATES,
+    GOLD_FIELDS,
+    aggregate,
+    agreement_weight,
+    gold_field,
+    gold_label,
+    human_label,
+)
 from rlaif.judging.job import Job, JudgeSummary, default_cache, job_fingerprint, load_rows
 from rlaif.options import EngineOptions, JobOptions, JudgeOptions
 from rlaif.records import Judgment
@@ -243,15 +253,20 @@ def _gold_weights(job, mode, needs_ref, members, backends, run_members, runs, es
     gold = job.gold
     gread, _ = read_rows(gold, mode, needs_reference=needs_ref) if isinstance(gold, (str, Path)) else (None, None)
     grows = gread.rows if gread is not None else list(gold or [])
-    labels = [gold_label(r) for r in grows]
-    if not any(lab is not None for lab in labels):
-        raise RlaifError(f"gold set {gold}: no row has a label in any of the fields {', '.join(GOLD_FIELDS)}")
+    where = str(gold) if gread is not None else "gold rows"
+    lines = gread.lines if gread is not None else list(range(1, len(grows) + 1))
+    if not any(gold_field(r) is not None for r in grows):
+        raise RlaifError(f"gold set {where}: no row has a label in any of the fields {', '.join(GOLD_FIELDS)}")
+    # labels read as `rlaif rubric test` reads them, through each member's rubric (its labels: map, its scale)
+    labels = {id(rub): [human_label(r, mode, rub, where, n) for r, n in zip(grows, lines, strict=True)]
+              for _, rub in members}
     gres = run_members(grows, None, "gold: ")
     if job.dry_run:
         ests += [s.estimate for _, s in gres]
         return [1.0] * len(members)
     runs += [s.run for _, s in gres if s is not None]
-    weights = [agreement_weight(mode, [Judgment.from_row(r, mode) for r in out], labels) for out, _ in gres]
+    weights = [agreement_weight(mode, [Judgment.from_row(r, mode) for r in out], labels[id(rub)])
+               for (out, _), (_, rub) in zip(gres, members, strict=True)]
     if not any(w > 0 for w in weights):
         raise RlaifError("no jury member agrees with the gold set better than chance; weights: "
                          + ", ".join(f"{k} {r.id}: 0" for k, r in members))

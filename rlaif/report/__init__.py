@@ -85,15 +85,9 @@ def render(input: str | Path) -> tuple[str, dict | None]:
             raise _unknown(p, "a folder without metrics.jsonl")
         return _guarded(p, "training run", training_html, load_run(p), str(p)), None
     if p.suffix == ".jsonl":
-        from rlaif.io import iter_jsonl
+        from rlaif.io import iter_objects
 
-        rows = []
-        for n, v in iter_jsonl(p):
-            if isinstance(v, InputError):
-                raise v
-            if not isinstance(v, dict):
-                raise InputError(str(p), n, None, "expected a JSON object")
-            rows.append(v)
+        rows = [v for _, v in iter_objects(p)]
         if not rows:
             raise InputError(str(p), None, None, "file is empty")
         if is_metrics_rows(rows):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.errors import InputError
-from rlaif.io import iter_jsonl
+from rlaif.io import iter_objects
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,11 +60,7 @@ def read_rows(source, split: str = "train") -> Rows:
         return Rows(rows, path, list(range(1, len(rows) + 1)))
     lines: list[int | None] = []
     rows = []
-    for n, value in iter_jsonl(path):
-        if isinstance(value, InputError):
-            raise value
-        if not isinstance(value, dict):
-            raise InputError(path, n, None, f"expected a JSON object, got {type(value).__name__}")
+    for n, value in iter_objects(path):
         rows.append(value)
         lines.append(n)
     if not rows:

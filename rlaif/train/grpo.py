@@ -136,10 +136,17 @@ def grpo_micro_loss(run: Run, r: dict, cfg: GRPOConfig, num_items: float | None 
 def grpo_problems(values: dict) -> list[Problem]:
     """GRPO's option problems the shared bounds (rlaif/train/checks.py) do not cover, all at once."""
     from rlaif.train.generation import VLLM_MODES
+    from rlaif.train.reward_spec import FORMS, parse_reward_spec
 
     out = []
     if not values.get("rewards"):
-        out.append(Problem("rewards", "no reward: pass --reward rubric:NAME[@judge] or --reward module:function"))
+        out.append(Problem("rewards", f"no reward: pass --reward SPEC, one of {FORMS}"))
+    for where, spec in [*(("rewards", s) for s in values.get("rewards") or []), ("fallback", values.get("fallback"))]:
+        if isinstance(spec, str) or (where == "rewards" and not callable(spec)):
+            try:            # the grammar up front, with the other problems; files and modules load later
+                parse_reward_spec(spec)
+            except RlaifError as e:
+                out.append(Problem(where, str(e)))
     if values.get("loss_type") not in losses.GRPO_LOSSES:
         out.append(Problem("loss_type", f"unknown loss '{values.get('loss_type')}' "
                                         f"(choose {', '.join(losses.GRPO_LOSSES)})"))

@@ -6,7 +6,8 @@ lists for message prompts; `kwargs` holds the prompt rows' other columns (one va
 completion), e.g. a reference answer. None means "could not score this one": such completions
 are left out of the advantage baseline and of the loss, never counted as 0.
 
-Specs on the command line (`--reward`, repeatable):
+Specs on the command line (`--reward`, repeatable; the grammar is rlaif/train/reward_spec.py, shared with
+rlaif.rewards and the reward server):
 - `rubric:NAME` or `rubric:NAME@provider/model`: the rubric's absolute score from that judge
   (default local/default), through the judge engine (concurrent, any backend; unparseable
   verdicts give None with their reason code counted).
@@ -17,12 +18,17 @@ Specs on the command line (`--reward`, repeatable):
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
-import os
 from collections import Counter
+from typing import Any
 
 from rlaif.errors import RlaifError
+from rlaif.train.reward_spec import RewardSpec, load_function, parse_reward_spec, spec_error
+
+# reason code for a Python reward that returned None (or NaN) for a completion: it said "cannot score this"
+PY_NONE = "reward_returned_none"
+
+Scored = tuple[float | None, str | None]          # (value, reason it is unscored)
 
 
 def prompt_text(prompt) -> str:
@@ -54,86 +60,98 @@ class RubricReward:
         self.engine = Engine(self.backend, concurrency=concurrency)
         self.__name__ = f"rubric:{self.rubric.name}@{self.backend.name}"
         self.errors: Counter = Counter()
+        self._judge: Any = None       # one Judge per engine, not per call (see score)
+
+    async def score(self, prompts, completions, **columns) -> list[Scored]:
+        """(score, None) or (None, reason) per completion: the one judging path of a rubric reward, shared by
+        the GRPO loop (`__call__`) and rlaif.rewards.RubricScorer. A `reference` column reaches the judge."""
+        import asyncio
+
+        from rlaif.judging.judge import Judge
+
+        rows = [{"prompt": prompt_text(p), "response": completion_text(c)}
+                for p, c in zip(prompts, completions, strict=True)]
+        ref = columns.get("reference")
+        if ref is not None and len(ref) == len(rows):     # a rubric with a reference reads it from the row
+            for row, r in zip(rows, ref, strict=True):
+                if r is not None:
+                    row["reference"] = r
+        # What judge_rows_async does, with the Judge built once (rebuilt if the engine is swapped, as RubricScorer
+        # does): a reward server answers many one-completion requests, and building a Judge (options, method)
+        # per call was a few % of its CPU per request (bench/reward_server.py). Rows are judged independently.
+        if self._judge is None or self._judge.engine is not self.engine:
+            self._judge = Judge(self.rubric, self.backend, self.engine)
+        verdicts = await asyncio.gather(*(self._judge.judge_row(r, "absolute") for r in rows))
+        out: list[Scored] = []
+        for v in verdicts:
+            if v.error:
+                out.append((None, v.error))
+            else:
+                assert v.score is not None, "a verdict without an error has a score"
+                out.append((float(v.score), None))
+        return out
 
     def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
         from rlaif.engine import run_sync
-        from rlaif.judging.judge import judge_rows_async
 
-        rows = [{"prompt": prompt_text(p), "response": completion_text(c)} for p, c in zip(prompts, completions)]
-        verdicts = run_sync(judge_rows_async(rows, self.rubric, "absolute", judge=self.backend, engine=self.engine))
-        out: list[float | None] = []
-        for v in verdicts:
-            if v.error:
-                self.errors[v.error] += 1
-                out.append(None)
-            else:
-                assert v.score is not None, "a verdict without an error has a score"
-                out.append(float(v.score))
-        return out
+        scored = run_sync(self.score(prompts, completions, **kwargs))
+        self.errors.update(why for v, why in scored if v is None)
+        return [v for v, _ in scored]
 
 
 def load_reward(spec, judge_backends: dict | None = None):
-    """A reward callable from a spec string (see the module docstring) or a callable."""
+    """A reward callable in TRL's signature from a spec (parsed by rlaif.train.reward_spec, the one grammar
+    of reward specs), a parsed RewardSpec, or a callable (returned as is). judge_backends: {judge spec:
+    backend} to reuse for rubric rewards."""
     if callable(spec):
         return spec
-    if not isinstance(spec, str) or not spec:
-        raise RlaifError(f"--reward: expected 'rubric:NAME[@judge]' or 'module:function', got {spec!r}")
-    if spec.startswith("rm:"):          # a trained reward model (rlaif train rm), in-process and batched
-        # named, not imported: rm_reward builds on this module (its fallback judge is a reward from here)
-        return importlib.import_module("rlaif.train.rm_reward").RMReward(spec[len("rm:"):])
-    if spec.startswith("rubric:"):
-        name, _, judge = spec[len("rubric:"):].partition("@")
-        if not name:
-            raise RlaifError(f"--reward {spec}: missing the rubric name (rubric:helpfulness@local/default)")
-        backend = (judge_backends or {}).get(judge or None)
-        return RubricReward(name, judge or None, backend=backend)
-    target, _, fname = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    if not target:
-        target, fname = spec, ""
-    if target.endswith(".py") or os.path.sep in target:
-        if not os.path.exists(target):
-            raise RlaifError(f"--reward {spec}: file {target} not found")
-        modspec = importlib.util.spec_from_file_location(f"rlaif_reward_{abs(hash(target))}", target)
-        if modspec is None or modspec.loader is None:
-            raise RlaifError(f"--reward {spec}: {target} cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(modspec)
-        try:
-            modspec.loader.exec_module(module)
-        except Exception as e:
-            raise RlaifError(f"--reward {spec}: importing {target} failed: {type(e).__name__}: {e}") from e
-        fname = fname or "reward"
-    else:
-        try:
-            module = importlib.import_module(target)
+    parsed = spec if isinstance(spec, RewardSpec) else parse_reward_spec(spec)
+    if parsed.kind == "rubric":
+        return RubricReward(parsed.target, parsed.judge, backend=(judge_backends or {}).get(parsed.judge))
+    if parsed.kind == "rm":         # a trained reward model (rlaif train rm), in-process and batched
+        try:    # named, not imported: rm_reward builds on this module (its fallback judge is a reward from here)
+            module = importlib.import_module("rlaif.train.rm_reward")
         except ImportError as e:
-            raise RlaifError(f"--reward {spec}: cannot import module '{target}': {e}") from e
-        if not fname:
-            raise RlaifError(f"--reward {spec}: name the function, as module:function")
-    fn = getattr(module, fname, None)
-    if not callable(fn):
-        raise RlaifError(f"--reward {spec}: no function '{fname}' in {target}")
-    return fn
+            raise spec_error(parsed.text, "reward models need rlaif's reward-model module (rlaif.train.rm_reward), "
+                                          "which this install does not have") from e
+        return module.RMReward(parsed.target)
+    if parsed.kind == "python":
+        return load_function(parsed)
+    # a registered prefix builds a Scorer (rlaif.rewards), whose sync TRL form lives in that upper layer
+    raise spec_error(parsed.text, f"'{parsed.prefix}:' rewards come from rlaif.rewards.register_resolver; pass "
+                                  f"rlaif.rewards.reward({parsed.text!r}) (a callable) instead of the string")
 
 
 def reward_name(fn) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
+def check_values(name: str, values: Any, n: int) -> list[Scored]:
+    """A reward function's output checked: a list of n numbers or None; anything else is the user's bug.
+    None or NaN -> (None, PY_NONE): unscored, never a number made up."""
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        got = len(values) if hasattr(values, "__len__") else "?"
+        raise RlaifError(f"reward {name} returned {type(values).__name__} of length {got}; expected a list of {n}")
+    out: list[Scored] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append((None, PY_NONE))
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RlaifError(f"reward {name} returned {v!r} for completion {i}; expected a number or None")
+        elif math.isnan(float(v)):
+            out.append((None, PY_NONE))
+        else:
+            out.append((float(v), None))
+    return out
+
+
 def score(reward_fns: list, prompts: list, completions: list, columns: dict) -> list[list[float]]:
     """Call every reward function -> rows[i][k] = reward of completion i by function k (NaN for None).
-    A function that returns the wrong number of values or a non-number is a user error."""
+    A function that returns the wrong number of values or a non-number is a user error (check_values)."""
     out = [[math.nan] * len(reward_fns) for _ in completions]
     for k, fn in enumerate(reward_fns):
         values = fn(prompts=prompts, completions=completions, **columns)
-        name = reward_name(fn)
-        if not isinstance(values, (list, tuple)) or len(values) != len(completions):
-            raise RlaifError(f"reward {name} returned {type(values).__name__} of length "
-                             f"{len(values) if hasattr(values, '__len__') else '?'}; "
-                             f"expected a list of {len(completions)}")
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise RlaifError(f"reward {name} returned {v!r} for completion {i}; expected a number or None")
-            out[i][k] = float(v)
+        for i, (v, _) in enumerate(check_values(reward_name(fn), values, len(completions))):
+            if v is not None:
+                out[i][k] = v
     return out
