@@ -21,8 +21,8 @@ Target (issue 12): HTTP overhead <= 15%, i.e. the median HTTP/in-process ratio f
 >= 0.85.
 
 Measured (defaults, 2 shared cores, load average 3-6; docs/scale.md): median ratios for one completion per
-request 0.94 [0.76-1.07], 0.83 [0.79-1.09], 0.79 [0.70-1.49] in three runs; server CPU per completion 2-16%
-over the in-process arm's, the aiohttp client ~250 µs per request on the same cores.
+request 0.94 [0.76-1.07], 0.83 [0.79-1.09], 0.79 [0.70-1.49], 0.78 [0.60-0.94] in four runs; server CPU per
+completion -3% to +16% of the in-process arm's, the aiohttp client ~250 µs per request on the same cores.
 """
 from __future__ import annotations
 
