@@ -17,12 +17,14 @@ def test_response_mask_marks_the_response_of_each_padded_row():
     assert m.tolist() == [[0, 0, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0]]   # cut-away response: last token
 
 
-def test_cut_layers_keeps_the_state_of_layer_k():
+@pytest.mark.slow
+@pytest.mark.ci
+def test_cut_layers_keeps_the_state_of_layer_k(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     from rlaif.train.rm_model import cut_layers, make_reward_module
 
-    path = save_tiny(__import__("tempfile").mkdtemp() + "/tiny")
+    path = save_tiny(tmp_path / "tiny")
     whole = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
     cut = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
     assert cut_layers(cut, 1) and len(cut.model.layers) == 1
@@ -45,6 +47,8 @@ def test_cut_layers_keeps_the_state_of_layer_k():
         make_reward_module()(whole, "max")
 
 
+@pytest.mark.slow
+@pytest.mark.ci
 def test_pooling_and_feature_layer_round_trip_through_the_card(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
@@ -91,3 +95,26 @@ def test_card_rejects_unknown_pooling_and_bad_layer(tmp_path):
     del raw["pooling"], raw["feature_layer"]
     (old / "reward_model.json").write_text(json.dumps(raw))
     assert (read_info(old).pooling, read_info(old).feature_layer) == ("last", None)
+
+
+@pytest.mark.slow
+def test_lora_training_with_mean_pooling_categorical_and_pairwise(tmp_path):
+    """Not only --probe: the response mask travels in the batches (single rows and chosen/rejected pairs);
+    a zero head gives the uniform loss at step 1 (ln 3 for three classes, ln 2 for pairs)."""
+    import math
+
+    from rlaif.train.rm import train_rm
+    from tests._train_utils import pair_rows
+    from tests.test_train_rm import _refusal_rows
+
+    base = save_tiny(tmp_path / "tiny")
+    s = train_rm(_refusal_rows(), model=base, rubric="over_refusal", pooling="mean", feature_layer=1, max_steps=2,
+                 batch_size=4, output_dir=str(tmp_path / "cat"), progress=False, save_steps=0, eval_fraction=0.3,
+                 eval_steps=1)
+    first = json.loads((tmp_path / "cat" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["loss"] == pytest.approx(math.log(3), abs=1e-4) and "eval/accuracy" in s["eval"]
+    s = train_rm(pair_rows(8), model=base, pooling="mean", max_steps=1, batch_size=4,
+                 output_dir=str(tmp_path / "bt"), progress=False, save_steps=0, eval_fraction=0.0)
+    first = json.loads((tmp_path / "bt" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert json.loads((tmp_path / "bt" / "adapter" / "reward_model.json").read_text())["pooling"] == "mean"
