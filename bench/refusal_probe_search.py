@@ -9,7 +9,7 @@ tokens, keeping every layer's states; for each (pooling, layer, response tokens)
 `rlaif train rm --eval-fraction 0.2` trains on. Pooling: `last` (the last token), `mean` (the mean over
 the response tokens, what `--pooling mean` reads), `mean_all` (over every token). Prints binary refusal
 and 3-way accuracy per configuration, and XSTest's string match on the same rows. Needs scikit-learn;
-~25 min on 2 CPU cores (the forward passes), seconds for the fits.
+~12-25 min on 2 shared CPU cores (the forward passes), seconds for the fits.
 """
 from __future__ import annotations
 
