@@ -29,6 +29,11 @@ def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
     p.add_argument("--label-field", default=None, help="categorical: label column (default: human, else label)")
     p.add_argument("--probe", action="store_true",
                    help="train the head only, on the frozen model's features computed once (CPU-cheap)")
+    p.add_argument("--pooling", choices=["last", "mean"], default="last",
+                   help="what the head reads: the last token's state, or the mean over the response's tokens")
+    p.add_argument("--feature-layer", type=int, default=None, metavar="K",
+                   help="read the state after K decoder layers (default: the final layer); the later layers "
+                        "are dropped, so scoring costs K layers")
     p.add_argument("--eval-fraction", type=float, default=0.1, help="share of prompts held out for evaluation")
     p.add_argument("--eval-steps", type=int, default=20, help="evaluate on the held-out rows every N steps")
 
@@ -37,7 +42,8 @@ def add_train_rm(subparsers, common, to_kwargs, print_summary) -> None:
 
         print_summary(train_rm(args.data, mode=args.mode, target=args.target, soft_labels=args.soft_labels,
                                margin=args.margin, rubric=args.rubric, label_field=args.label_field,
-                               probe=args.probe, eval_fraction=args.eval_fraction,
+                               probe=args.probe, pooling=args.pooling, feature_layer=args.feature_layer,
+                               eval_fraction=args.eval_fraction,
                                eval_steps=args.eval_steps, **to_kwargs(args)))
         return 0
 

@@ -39,6 +39,8 @@ class RMConfig(TrainConfig):
     rubric: str | None = None           # pointwise / categorical: the scale and labels map (default: from rows)
     label_field: str | None = None      # categorical: the label column (default: `human`, else `label`)
     probe: bool = False                 # train the head only, on the frozen model's features computed once
+    pooling: str = "last"               # what the head reads: last token | mean over the response (rm_model.POOLINGS)
+    feature_layer: int | None = None    # read the state after this many decoder layers (None: the final, normed)
     eval_fraction: float = 0.1          # share of prompts held out for evaluation
     eval_steps: int = 20                # evaluate every N optimiser steps (and at the end)
     max_length: int | None = 512        # a reward model needs the response's start, rarely 1k tokens
@@ -86,7 +88,7 @@ def build_examples(tok, rows, cfg: RMConfig, mode: str, rubric) -> tuple[list[di
     sequence) or `chosen`/`rejected` (two), the target fields, and `group` (a prompt key for the
     held-out split). Bad rows raise InputError naming file, line and field."""
     from rlaif.train.data import as_messages, tokenize_pairs
-    from rlaif.train.rm_model import encode_row, join_truncated, regression_target
+    from rlaif.train.rm_model import encode_parts, regression_target, truncate_pair
 
     stats = {"rows": len(rows.rows), "skipped_unscored": 0, "dropped": 0}
     out = []
@@ -96,9 +98,10 @@ def build_examples(tok, rows, cfg: RMConfig, mode: str, rubric) -> tuple[list[di
         stats["dropped"] = dropped
         for e in exs:
             row = by_line[e["row"]]
-            ex = {"chosen": join_truncated(e["prompt_ids"], e["chosen_ids"], cfg.max_length),
-                  "rejected": join_truncated(e["prompt_ids"], e["rejected_ids"], cfg.max_length),
-                  "group": prompt_group(row["prompt"]), "row": e["row"]}
+            ex = {"group": prompt_group(row["prompt"]), "row": e["row"]}
+            for side in ("chosen", "rejected"):
+                p_ids, c_ids = truncate_pair(e["prompt_ids"], e[f"{side}_ids"], cfg.max_length)
+                ex[side], ex[f"{side}_start"] = p_ids + c_ids, len(p_ids)
             if cfg.soft_labels:
                 ex["p_chosen"] = e["p_chosen"]
             if cfg.margin:
@@ -138,7 +141,7 @@ def build_examples(tok, rows, cfg: RMConfig, mode: str, rubric) -> tuple[list[di
                 ex["target"] = regression_target(float(score), lo, hi)
             ex["score"] = float(score)
         try:
-            ex["ids"] = encode_row(tok, prompt, response, cfg.max_length)
+            ex["ids"], ex["start"] = encode_parts(tok, prompt, response, cfg.max_length)
         except Exception as e:
             raise InputError(path, line, "prompt", f"cannot apply the chat template: {e}") from e
         out.append(ex)
@@ -204,6 +207,7 @@ def collate_rm(examples: list[dict], pad_id: int, pad_multiple: int = 1) -> dict
     import torch
 
     from rlaif.train.data import pad_right
+    from rlaif.train.rm_model import response_mask
 
     if "features" in examples[0] or "chosen_features" in examples[0]:     # --probe: the backbone ran once
         feats = ([e["chosen_features"] for e in examples] + [e["rejected_features"] for e in examples]
@@ -212,10 +216,15 @@ def collate_rm(examples: list[dict], pad_id: int, pad_multiple: int = 1) -> dict
     else:
         if "chosen" in examples[0]:
             seqs = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+            starts = [e.get("chosen_start") for e in examples] + [e.get("rejected_start") for e in examples]
         else:
             seqs = [e["ids"] for e in examples]
+            starts = [e.get("start") for e in examples]
         b = {"input_ids": pad_right(seqs, pad_id, pad_multiple),
              "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, pad_multiple)}
+        known = [s for s in starts if s is not None]
+        if len(known) == len(seqs):       # the response tokens, for `mean` pooling
+            b["pool_mask"] = response_mask([len(s) for s in seqs], known, b["input_ids"].size(1))
     for k in ("p_chosen", "margin", "target", "score"):
         if k in examples[0]:
             b[k] = torch.tensor([e[k] for e in examples], dtype=torch.float32)
@@ -230,7 +239,7 @@ def forward(module, batch: dict):
     """Head outputs for a batch of token ids, or of precomputed features (--probe)."""
     if "features" in batch:
         return module(features=batch["features"])
-    return module(batch["input_ids"], batch["attention_mask"])
+    return module(batch["input_ids"], batch["attention_mask"], pool_mask=batch.get("pool_mask"))
 
 
 def rm_batch_loss(module, batch: dict, kind: str) -> tuple:
@@ -326,7 +335,7 @@ class RMRun(Run):
 
     def setup_model(self, model, tok):
         from rlaif.train.lora import disable_dropout
-        from rlaif.train.rm_model import head_of, make_reward_module
+        from rlaif.train.rm_model import cut_layers, head_of, make_reward_module
 
         try:
             import peft
@@ -339,6 +348,7 @@ class RMRun(Run):
         if out_features != self.num_labels:
             raise RlaifError(f"the model's head has {out_features} outputs; this reward model needs {self.num_labels}")
         disable_dropout(model)
+        cut_layers(model, self.cfg.feature_layer)      # before peft: no LoRA on layers the head never sees
         gc = self.cfg.gradient_checkpointing
         gc = self.device.type == "cuda" if gc is None else gc
         if gc:
@@ -364,7 +374,7 @@ class RMRun(Run):
             compile_layers(model)
         self.tok = tok
         self.peft_model = model
-        self.lp_model = make_reward_module()(model)
+        self.lp_model = make_reward_module()(model, self.cfg.pooling, self.cfg.feature_layer)
         return model, tok
 
 
@@ -378,18 +388,19 @@ def precompute_features(run: Run, examples: list[dict], pad_id: int, batch_size:
     import torch
 
     from rlaif.train.data import pad_right
-    from rlaif.train.rm_model import head_of
+    from rlaif.train.rm_model import head_of, response_mask
 
     head_params = {id(p) for p in head_of(run.peft_model.get_base_model()).parameters()}
     for prm in run.peft_model.parameters():
         prm.requires_grad_(id(prm) in head_params and prm.requires_grad)
     module = run.lp_model.to(run.device)
-    jobs = []          # (example, key, ids)
+    jobs = []          # (example, key, ids, response start)
     for e in examples:
         if "chosen" in e:
-            jobs += [(e, "chosen_features", e["chosen"]), (e, "rejected_features", e["rejected"])]
+            jobs += [(e, "chosen_features", e["chosen"], e["chosen_start"]),
+                     (e, "rejected_features", e["rejected"], e["rejected_start"])]
         else:
-            jobs.append((e, "features", e["ids"]))
+            jobs.append((e, "features", e["ids"], e["start"]))
     jobs.sort(key=lambda j: len(j[2]))
     t0, was = time.time(), module.training
     module.eval()
@@ -398,7 +409,8 @@ def precompute_features(run: Run, examples: list[dict], pad_id: int, batch_size:
             chunk = jobs[i:i + batch_size]
             ids = pad_right([j[2] for j in chunk], pad_id).to(run.device)
             attn = pad_right([[1] * len(j[2]) for j in chunk], 0).to(run.device)
-            for (e, key, _), f in zip(chunk, module.features(ids, attn).float().cpu()):
+            pool = response_mask([len(j[2]) for j in chunk], [j[3] for j in chunk], ids.size(1)).to(run.device)
+            for (e, key, _, _), f in zip(chunk, module.features(ids, attn, pool).float().cpu()):
                 e[key] = f
             if run.main and run.cfg.progress and (i // batch_size) % 10 == 9:
                 print(f"features: {i + len(chunk)}/{len(jobs)} sequences ({time.time() - t0:.0f}s)", flush=True)
@@ -427,7 +439,7 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
     from rlaif.rubrics import load_rubric
     from rlaif.train.data import pad_id_of, read_rows
     from rlaif.train.loop import mean_over
-    from rlaif.train.rm_model import CARD_FILE, RMInfo
+    from rlaif.train.rm_model import CARD_FILE, POOLINGS, RMInfo
 
     if isinstance(model, str):
         model, overrides = None, dict(overrides, model=model)
@@ -441,6 +453,10 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
         problems.append(f"unknown target '{cfg.target}' (choose {', '.join(TARGETS)})")
     if cfg.soft_labels and mode != "pairwise":
         problems.append("--soft-labels applies to pairwise data (p_chosen)")
+    if cfg.pooling not in POOLINGS:
+        problems.append(f"unknown pooling '{cfg.pooling}' (choose {', '.join(POOLINGS)})")
+    if cfg.feature_layer is not None and cfg.feature_layer < 1:
+        problems.append(f"feature_layer must be >= 1 (a decoder layer count), got {cfg.feature_layer}")
     if not 0.0 <= cfg.eval_fraction < 1.0:
         problems.append(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
     if problems:
@@ -515,7 +531,7 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
         info = RMInfo(kind=kind, num_labels=run.num_labels, rubric=rubric.name if rubric else None, points=points,
                       base_model=cfg.model if isinstance(cfg.model, str) else "default", max_length=cfg.max_length,
                       labels=dict(rubric.labels) if (rubric and rubric.labels) else None, metrics=last_eval,
-                      data=rows.path, mode=mode)
+                      data=rows.path, mode=mode, pooling=cfg.pooling, feature_layer=cfg.feature_layer)
         (run.out / "adapter" / CARD_FILE).write_text(json.dumps(info.to_dict(), indent=2), encoding="utf-8")
     return summary
 

@@ -27,6 +27,11 @@ from rlaif.errors import RlaifError
 CARD_FILE = "reward_model.json"
 FORMAT = "rlaif-reward-model"
 KINDS = ("bt", "regression", "classes")
+# What the head reads: `last` the hidden state of the last attended token (TRL's RewardTrainer);
+# `mean` the mean over the attended tokens after the rendered prompt (the response and its end
+# tokens), which a linear probe separates better for properties of the whole answer (measured for
+# the over-refusal classifier, docs/reward_models.md section 5).
+POOLINGS = ("last", "mean")
 
 
 @dataclass
@@ -43,6 +48,8 @@ class RMInfo:
     metrics: dict | None = None     # held-out metrics at the end of training
     data: str | None = None
     mode: str | None = None         # pairwise | pointwise | categorical
+    pooling: str = "last"           # last | mean (see POOLINGS); absent in older cards: last
+    feature_layer: int | None = None    # the head reads the state after this many decoder layers (None: final)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -74,6 +81,11 @@ def read_info(path: str | Path) -> RMInfo:
         raise RlaifError(f"{f}: field 'format': expected '{FORMAT}', got {raw.get('format')!r}")
     if raw.get("kind") not in KINDS:
         raise RlaifError(f"{f}: field 'kind': expected one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
+    if raw.get("pooling", "last") not in POOLINGS:
+        raise RlaifError(f"{f}: field 'pooling': expected one of {', '.join(POOLINGS)}, got {raw.get('pooling')!r}")
+    layer = raw.get("feature_layer")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):
+        raise RlaifError(f"{f}: field 'feature_layer': expected a layer count >= 1 or null, got {layer!r}")
     fields = {k: raw.get(k) for k in RMInfo.__dataclass_fields__ if k in raw}
     return RMInfo(**fields)
 
@@ -134,30 +146,66 @@ def last_token_index(attention_mask):
     return (pos * attention_mask.long()).argmax(-1)
 
 
+def cut_layers(model, feature_layer: int | None) -> bool:
+    """Drop the decoder layers after `feature_layer` (and the final norm, which only the last layer's
+    output passes through) from a sequence-classification model, in place, before peft wraps it:
+    a head reading layer K then costs K layers per forward, and its output is unchanged (the state
+    after layer K is the same with or without the layers above it). False (nothing cut) when there
+    is nothing to cut or the architecture keeps its layers elsewhere than `.layers` / `.norm`."""
+    import torch
+
+    if feature_layer is None:
+        return False
+    backbone = getattr(model, model.base_model_prefix, None)
+    layers = getattr(backbone, "layers", None)
+    if backbone is None or not isinstance(layers, torch.nn.ModuleList) or not hasattr(backbone, "norm"):
+        return False
+    if feature_layer > len(layers):
+        raise RlaifError(f"feature_layer {feature_layer}: the model has only {len(layers)} decoder layers")
+    if feature_layer == len(layers):       # hidden_states[L] is the normed final state: keep the model whole
+        return False
+    backbone.layers = torch.nn.ModuleList(list(layers)[:feature_layer])
+    backbone.norm = torch.nn.Identity()
+    return True
+
+
 def make_reward_module():
     import torch
 
     class RewardModule(torch.nn.Module):
-        """The peft SEQ_CLS model -> head outputs (B, K) at each row's last attended token. A module
-        (not a function) so accelerate / DDP / FSDP wrap the call that owns the parameters."""
+        """The peft SEQ_CLS model -> head outputs (B, K) on each row's pooled hidden state. A module
+        (not a function) so accelerate / DDP / FSDP wrap the call that owns the parameters.
+        `pooling` / `feature_layer`: what the head reads (RMInfo; defaults: the final layer's state
+        at the last attended token)."""
 
-        def __init__(self, model):
+        def __init__(self, model, pooling: str = "last", feature_layer: int | None = None):
             super().__init__()
+            if pooling not in POOLINGS:
+                raise RlaifError(f"pooling '{pooling}': expected one of {', '.join(POOLINGS)}")
             self.model = model
+            self.pooling = pooling
+            self.feature_layer = feature_layer
 
         def _base(self):
             return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
-        def features(self, input_ids, attention_mask):
-            """The pooled hidden state (B, H) the head reads."""
+        def features(self, input_ids, attention_mask, pool_mask=None):
+            """The pooled hidden state (B, H) the head reads. `pool_mask` (B, T): the tokens `mean`
+            pooling averages (the response's); default every attended token."""
             base = self._base()
             backbone = getattr(base, base.base_model_prefix)
-            h = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            k = self.feature_layer
+            out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                           output_hidden_states=k is not None)
+            h = out.last_hidden_state if k is None else out.hidden_states[k]
+            if self.pooling == "mean":
+                w = (attention_mask if pool_mask is None else pool_mask).to(h.dtype).unsqueeze(-1)
+                return (h * w).sum(1) / w.sum(1).clamp(min=1)
             return h[torch.arange(h.size(0), device=h.device), last_token_index(attention_mask)]
 
-        def forward(self, input_ids=None, attention_mask=None, features=None):
+        def forward(self, input_ids=None, attention_mask=None, features=None, pool_mask=None):
             """Head outputs (B, K); `features` (precomputed pooled states, --probe) skip the backbone."""
-            pooled = self.features(input_ids, attention_mask) if features is None else features
+            pooled = self.features(input_ids, attention_mask, pool_mask) if features is None else features
             head = head_of(self._base())
             return head(pooled.to(head.weight.dtype if hasattr(head, "weight") else pooled.dtype)).float()
 
@@ -205,20 +253,43 @@ def load_seq_cls(model_name: str, num_labels: int, device=None, dtype=None):
 def encode_row(tok, prompt, response, max_length: int | None):
     """Token ids of prompt + response as the model would see the conversation. Over max_length the
     response keeps its start and at least half of the budget; the prompt keeps its start."""
+    return encode_parts(tok, prompt, response, max_length)[0]
+
+
+def encode_parts(tok, prompt, response, max_length: int | None) -> tuple[list[int], int]:
+    """(encode_row's ids, the index where the response starts: what `mean` pooling averages from)."""
     from rlaif.train.data import encode
 
     p, (c,) = encode(tok, prompt, [response])
-    return join_truncated(p, c, max_length)
+    p, c = truncate_pair(p, c, max_length)
+    return p + c, len(p)
 
 
-def join_truncated(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> list[int]:
-    """prompt + completion within max_length: the completion keeps its start and at least half of
-    the budget (what it says first decides most verdicts), the prompt keeps its start."""
+def truncate_pair(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> tuple[list, list]:
+    """(prompt, completion) within max_length together: the completion keeps its start and at least
+    half of the budget (what it says first decides most verdicts), the prompt keeps its start."""
     p, c = prompt_ids, completion_ids
     if max_length is not None and len(p) + len(c) > max_length:
         keep_c = min(len(c), max(max_length // 2, max_length - len(p)))
         p, c = p[:max_length - keep_c], c[:keep_c]
+    return p, c
+
+
+def join_truncated(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> list[int]:
+    """prompt + completion within max_length (truncate_pair)."""
+    p, c = truncate_pair(prompt_ids, completion_ids, max_length)
     return p + c
+
+
+def response_mask(lengths: list[int], starts: list[int], width: int):
+    """(B, width) 0/1 mask of each right-padded row's response tokens [start, length): the tokens
+    `mean` pooling averages. A row whose response was cut away entirely keeps its last token."""
+    import torch
+
+    m = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, (n, s) in enumerate(zip(lengths, starts)):
+        m[i, min(s, n - 1):n] = 1
+    return m
 
 
 class RewardModel:
@@ -236,6 +307,7 @@ class RewardModel:
 
             dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
             base, tok = load_seq_cls(self.info.base_model, self.info.num_labels, device=dev)
+            cut_layers(base, self.info.feature_layer)       # as in training: the adapter has no later layers
             try:
                 model = PeftModel.from_pretrained(base, str(self.dir))
             except (OSError, ValueError, KeyError) as e:
@@ -243,7 +315,7 @@ class RewardModel:
             tokenizer = tok
         model.eval()
         self.model, self.tok = model, tokenizer
-        self.module = make_reward_module()(model)
+        self.module = make_reward_module()(model, self.info.pooling, self.info.feature_layer)
         self.device = next(model.parameters()).device
 
     def outputs(self, prompts: list, responses: list) -> list[list[float]]:
@@ -251,7 +323,8 @@ class RewardModel:
 
         from rlaif.train.data import pad_id_of, pad_right
 
-        seqs = [encode_row(self.tok, p, r, self.info.max_length) for p, r in zip(prompts, responses)]
+        parts = [encode_parts(self.tok, p, r, self.info.max_length) for p, r in zip(prompts, responses)]
+        seqs = [ids for ids, _ in parts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))     # similar lengths share a batch
         out: list[list[float] | None] = [None] * len(seqs)
         pad = pad_id_of(self.tok)
@@ -260,7 +333,8 @@ class RewardModel:
                 idx = order[s:s + self.batch_size]
                 ids = pad_right([seqs[i] for i in idx], pad).to(self.device)
                 attn = pad_right([[1] * len(seqs[i]) for i in idx], 0).to(self.device)
-                for i, row in zip(idx, self.module(ids, attn).tolist()):
+                pool = response_mask([len(seqs[i]) for i in idx], [parts[i][1] for i in idx], ids.size(1))
+                for i, row in zip(idx, self.module(ids, attn, pool_mask=pool.to(self.device)).tolist()):
                     out[i] = row
         return out  # type: ignore[return-value]
 
