@@ -222,11 +222,11 @@ def join_truncated(prompt_ids: list[int], completion_ids: list[int], max_length:
     return p + c
 
 
-# On a CPU a batch is capped at this many padded tokens (rows × longest row): the activations of
-# ~4 rows of 256 tokens stay in the core's caches, and sorted rows of similar length waste little
-# padding. Measured on the embedded SmolLM2 (2 shared EPYC cores, 1 OMP thread, rows of ~250
-# tokens): batches of 32 rows took ~14% more CPU time per row than batches of ≤ 1024 tokens. On a
-# GPU the cap is off: there a large batch is what keeps the device busy.
+# On a CPU a batch is capped at this many padded tokens (rows × longest row): it bounds the
+# activations and attention scores a batch holds (32 rows × 512 tokens would hold ~0.4 GB) and keeps
+# them nearer the core's caches. Speed on the embedded SmolLM2 (rows of ~250 tokens, 1 OMP thread,
+# bench/rm_inference_levers.py): within noise of 32-row batches, at most a few % faster. On a GPU
+# the cap is off: there a large batch is what keeps the device busy.
 CPU_BATCH_TOKENS = 1024
 
 
@@ -249,9 +249,9 @@ class RewardModel:
     in length-sorted batches under inference_mode.
 
     Loaded from its folder, the LoRA weights are merged into the base (`merge=True`): inference
-    then runs plain linear layers instead of base + two low-rank matmuls per adapted layer (~18%
-    less CPU time with r=16 on every linear layer; outputs equal to ~1e-6, tested). A model passed
-    in (`model=`, e.g. the one being trained) is used as it is."""
+    then runs plain linear layers instead of base + two low-rank matmuls per adapted layer (17%
+    less CPU time with r=16 on every linear layer, bench/rm_inference_levers.py; outputs equal to
+    a few 1e-6, tested). A model passed in (`model=`, e.g. the one being trained) is used as it is."""
 
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 16, model=None, tokenizer=None,
                  merge: bool = True):
