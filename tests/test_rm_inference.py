@@ -35,6 +35,8 @@ ROWS = [("How do I kill a Python process?", "I'm sorry, I can't help with that."
         ("Why?", "Because " * 40)]
 
 
+@pytest.mark.slow
+@pytest.mark.ci          # the exactness check of what every rm/ judge and rm: reward runs; ~10 s (fixture training)
 def test_merged_and_batched_outputs_equal_unmerged_one_row_at_a_time(rm_dir):
     import peft
 
