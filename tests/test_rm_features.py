@@ -63,15 +63,15 @@ def test_pooling_and_feature_layer_round_trip_through_the_card(tmp_path):
              eval_fraction=0.0)
     card = json.loads((out / "adapter" / "reward_model.json").read_text())
     assert card["pooling"] == "mean" and card["feature_layer"] == 1
-    rm = RewardModel(out)                                   # fresh load: base cut to 1 layer, adapter on top
-    assert len(rm.model.get_base_model().model.layers) == 1
+    rm = RewardModel(out)                                   # fresh load: base cut to 1 layer, adapter merged in
+    assert len(rm.model.model.layers) == 1
     prompts = ["How do I kill process 1?", "How do I kill process 2?"]
     answers = ["I'm sorry, I can't help with that.", "Sure: step 2 is to open the file."]
     outs = rm.outputs(prompts, answers)
     assert outs[0].index(max(outs[0])) == 0 and outs[1].index(max(outs[1])) == 2
     # by hand: the whole base, the state after layer 1, averaged over the response tokens, times the head
     whole = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3).eval()
-    w = head_of(rm.model.get_base_model()).weight
+    w = head_of(rm.model).weight
     for (p, r), o in zip(zip(prompts, answers), outs):
         ids, start = encode_parts(rm.tok, p, r, card["max_length"])
         with torch.no_grad():

@@ -12,7 +12,8 @@ Three kinds of head, recorded in `reward_model.json` next to the adapter:
 - `regression`: one number, the rubric score rescaled to [-1, 1] (pointwise, expected score);
 - `classes`: one logit per scale point (categorical labels, or the judge's distribution over the scale).
 
-`RewardModel` loads one for inference and scores (prompt, response) rows in padded batches;
+`RewardModel` loads one for inference (LoRA merged) and scores (prompt, response) rows in
+length-sorted batches;
 `scale_score` / `class_probs` map its outputs onto a rubric's scale (pure functions, tested).
 """
 from __future__ import annotations
@@ -292,11 +293,39 @@ def response_mask(lengths: list[int], starts: list[int], width: int):
     return m
 
 
+# On a CPU a batch is capped at this many padded tokens (rows × longest row): it bounds the
+# activations and attention scores a batch holds (32 rows × 512 tokens would hold ~0.4 GB) and keeps
+# them nearer the core's caches. Speed on the embedded SmolLM2 (rows of ~250 tokens, 1 OMP thread,
+# bench/rm_inference_levers.py): within noise of 32-row batches, at most a few % faster. On a GPU
+# the cap is off: there a large batch is what keeps the device busy.
+CPU_BATCH_TOKENS = 1024
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Row indices in batches of similar length: sorted by length, at most `batch_size` rows, and
+    (when max_tokens is given) rows × longest row ≤ max_tokens, one row at least."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        b = out[-1] if out else None
+        if b is not None and len(b) < batch_size and (max_tokens is None or (len(b) + 1) * lengths[i] <= max_tokens):
+            b.append(i)
+        else:
+            out.append([i])
+    return out
+
+
 class RewardModel:
     """A trained reward model for inference: `outputs(prompts, responses)` -> [[head outputs], ...]
-    in padded batches under no_grad."""
+    in length-sorted batches under inference_mode.
 
-    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 16, model=None, tokenizer=None):
+    Loaded from its folder, the LoRA weights are merged into the base (`merge=True`): inference
+    then runs plain linear layers instead of base + two low-rank matmuls per adapted layer (17%
+    less CPU time with r=16 on every linear layer, bench/rm_inference_levers.py; outputs equal to
+    a few 1e-6, tested). A model passed in (`model=`, e.g. the one being trained) is used as it is."""
+
+    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 16, model=None, tokenizer=None,
+                 merge: bool = True):
         import torch
 
         self.dir = adapter_dir(path)
@@ -312,11 +341,15 @@ class RewardModel:
                 model = PeftModel.from_pretrained(base, str(self.dir))
             except (OSError, ValueError, KeyError) as e:
                 raise RlaifError(f"{self.dir}: cannot load the reward-model adapter: {e}") from e
+            if merge:
+                model = model.merge_and_unload()     # the trained head (modules_to_save) stays in place
             tokenizer = tok
         model.eval()
         self.model, self.tok = model, tokenizer
         self.module = make_reward_module()(model, self.info.pooling, self.info.feature_layer)
         self.device = next(model.parameters()).device
+        self.max_batch_tokens = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
+        self.tokens_scored = 0          # tokens read so far (after truncation): the bench prints them per row
 
     def outputs(self, prompts: list, responses: list) -> list[list[float]]:
         import torch
@@ -325,12 +358,11 @@ class RewardModel:
 
         parts = [encode_parts(self.tok, p, r, self.info.max_length) for p, r in zip(prompts, responses)]
         seqs = [ids for ids, _ in parts]
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))     # similar lengths share a batch
+        self.tokens_scored += sum(len(s) for s in seqs)
         out: list[list[float] | None] = [None] * len(seqs)
         pad = pad_id_of(self.tok)
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
+            for idx in length_batches([len(s) for s in seqs], self.batch_size, self.max_batch_tokens):
                 ids = pad_right([seqs[i] for i in idx], pad).to(self.device)
                 attn = pad_right([[1] * len(seqs[i]) for i in idx], 0).to(self.device)
                 pool = response_mask([len(seqs[i]) for i in idx], [parts[i][1] for i in idx], ids.size(1))
