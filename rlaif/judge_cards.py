@@ -41,16 +41,10 @@ def agreement_line(judge: str | None, rubric: str) -> str | None:
     return None
 
 
-def shipped_model_dir(name: str):
-    """The folder of a reward model shipped inside the package (rlaif/_models/NAME), or None."""
-    from pathlib import Path
-
-    d = Path(__file__).resolve().parent / "_models" / name
-    return d if (d / "reward_model.json").exists() else None
-
-
 def default_refusal_judge(refusal_rubric: str = "over_refusal") -> str | None:
     """`rm/<shipped over-refusal classifier>` for the refusal part of `rlaif eval` when no judge is
     given (the embedded 135M LLM judge calls almost every answer a refusal), else None."""
+    from rlaif.train.rm_model import shipped_model_dir
+
     d = shipped_model_dir("over_refusal") if refusal_rubric == "over_refusal" else None
     return f"rm/{d}" if d else None

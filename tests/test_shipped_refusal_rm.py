@@ -26,6 +26,18 @@ def test_card_records_what_the_head_reads_and_beats_the_baseline():
     assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 1_000_000      # small enough to ship
 
 
+def test_a_bare_name_finds_it_from_any_directory(tmp_path, monkeypatch):
+    from rlaif.train.rm_model import adapter_dir, shipped_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert adapter_dir("over_refusal") == shipped_model_dir("over_refusal") is not None
+    with pytest.raises(RlaifError, match="no such folder"):
+        adapter_dir("no_such_model")
+    (tmp_path / "over_refusal").mkdir()              # a folder of that name here wins (and is no model)
+    with pytest.raises(RlaifError, match="not a reward model"):
+        adapter_dir("over_refusal")
+
+
 def test_eval_defaults_to_it_only_without_a_judge(monkeypatch):
     import importlib
 

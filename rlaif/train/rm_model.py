@@ -58,9 +58,19 @@ class RMInfo:
         return {"format": FORMAT, "version": 1, **asdict(self)}
 
 
+def shipped_model_dir(name: str) -> Path | None:
+    """The folder of a reward model shipped inside the package (rlaif/_models/NAME), or None."""
+    d = Path(__file__).resolve().parents[1] / "_models" / name
+    return d if (d / CARD_FILE).exists() else None
+
+
 def adapter_dir(path: str | Path) -> Path:
-    """OUT (a `train rm` output folder) or OUT/adapter -> the folder holding the adapter and card."""
+    """OUT (a `train rm` output folder) or OUT/adapter -> the folder holding the adapter and card.
+    A bare name that is no folder here names a model shipped with rlaif (`rm/over_refusal`), so the
+    shipped classifier is reachable from any working directory."""
     p = Path(path)
+    if not p.exists() and len(p.parts) == 1 and (shipped := shipped_model_dir(p.name)) is not None:
+        return shipped
     if (p / CARD_FILE).exists():
         return p
     if (p / "adapter" / CARD_FILE).exists():
