@@ -193,7 +193,7 @@ def main():
                 print(f"  rlaif / raw               {ours / raw:10.2f}               {ours_cpu / raw_cpu:10.2f}   (target >= 0.9)")
                 print(f"  raw loop, tuned           {tuned:10.1f}   (aiohttp transport + client.post, as rlaif's backend sends)")
                 print(f"  rlaif / tuned raw         {ours / tuned:10.2f}   (what rendering, parsing, ledger and output cost)")
-                print(f"  distilabel in a Pipeline  " + (f"{dlp:10.1f}   (as its docs run it; start-up included)" if dlp else f"n/a: {whyp}"))
+                print("  distilabel in a Pipeline  " + (f"{dlp:10.1f}   (as its docs run it; start-up included)" if dlp else f"n/a: {whyp}"))
                 if dl:
                     print(f"  rlaif / distilabel        {ours / dl:10.2f}               {ours_cpu / dl_cpu:10.2f}   (target >= 2; task driven directly)")
                 if dlp:

@@ -73,7 +73,8 @@ def build(size: str, device: str, tokenizer: str | None = None, vocab: int = 0):
 
 def rows(n: int, prompt_words: int, completion_words: int, seed: int = 0) -> list[dict]:
     rnd = random.Random(seed)
-    text = lambda k: " ".join(rnd.choice(WORDS) for _ in range(k))
+    def text(k):
+        return " ".join(rnd.choice(WORDS) for _ in range(k))
     return [{"prompt": [{"role": "user", "content": text(prompt_words)}],
              "chosen": [{"role": "assistant", "content": text(completion_words)}],
              "rejected": [{"role": "assistant", "content": text(completion_words)}]} for _ in range(n)]
@@ -90,10 +91,10 @@ def worker(args) -> dict:
     import accelerate  # noqa: F401
     import peft  # noqa: F401
     import trl  # noqa: F401
-    from datasets import Dataset  # noqa: F401
-    from trl import DPOTrainer  # noqa: F401
+    from datasets import Dataset
+    from trl import DPOTrainer
 
-    import rlaif.train.dpo  # noqa: F401
+    import rlaif.train.dpo
     import rlaif.train.loop  # noqa: F401
     rss_libs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model, tok, cfg = build(args.size, device, args.tokenizer, args.vocab)
