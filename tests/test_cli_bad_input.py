@@ -362,7 +362,7 @@ BAD_OPTIONS = {
     "--max-completion-length": "0", "--temperature": "-1", "--top-p": "0", "--show": "-1", "--port": "70000",
     "--num-iterations": "0", "--warmup-steps": "-1", "--max-length": "0", "--lora-alpha": "0",
     "--lora-dropout": "2", "--save-total-limit": "0", "--n-resamples": "0", "--capability-max-new-tokens": "0",
-    "--batch-poll": "-1", "--label-smoothing": "2",
+    "--batch-poll": "-1", "--label-smoothing": "2", "--feature-layer": "0",
 }
 
 

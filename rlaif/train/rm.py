@@ -427,6 +427,17 @@ def _kind(mode: str, target: str) -> str:
     return "classes"
 
 
+def check_feature_layer(model_path: str, feature_layer: int | None) -> None:
+    """--feature-layer K within the model's decoder layers, read from its config (no weights loaded)."""
+    if feature_layer is None:
+        return
+    from transformers import AutoConfig
+
+    n = getattr(AutoConfig.from_pretrained(model_path), "num_hidden_layers", None)
+    if n is not None and feature_layer > n:
+        raise RlaifError(f"--feature-layer {feature_layer}: the model has only {n} decoder layers")
+
+
 def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, **overrides) -> dict:
     """Train a reward model (LoRA + head); the CLI's `rlaif train rm` calls this.
 
@@ -456,7 +467,7 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
     if cfg.pooling not in POOLINGS:
         problems.append(f"unknown pooling '{cfg.pooling}' (choose {', '.join(POOLINGS)})")
     if cfg.feature_layer is not None and cfg.feature_layer < 1:
-        problems.append(f"feature_layer must be >= 1 (a decoder layer count), got {cfg.feature_layer}")
+        problems.append(f"--feature-layer must be >= 1 (a decoder layer count), got {cfg.feature_layer}")
     if not 0.0 <= cfg.eval_fraction < 1.0:
         problems.append(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
     if problems:
@@ -475,7 +486,9 @@ def train_rm(data, cfg: RMConfig | None = None, *, model=None, tokenizer=None, *
         from rlaif.models import load_tokenizer
 
         # rows checked and tokenized with the model's own tokenizer before its weights load (bad input fails fast)
-        examples, stats = build_examples(load_tokenizer(cfg.model)[1], rows, cfg, mode, rubric)
+        path, tokenizer0 = load_tokenizer(cfg.model)
+        examples, stats = build_examples(tokenizer0, rows, cfg, mode, rubric)
+        check_feature_layer(path, cfg.feature_layer)     # from the config: no weights loaded if it is bad
         model, tok = run.load_model()
     else:
         model, tok = run.setup_model(model, tokenizer)
